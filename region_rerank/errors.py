@@ -1,0 +1,56 @@
+"""Typed exceptions raised by region-rerank.
+
+Every error the library raises on bad input derives from :class:`RegionRerankError`, so a
+host pipeline can catch one class. Each subclass also derives from the matching builtin
+(``ValueError``, ``TypeError``...) so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RegionRerankError",
+    "ConfigError",
+    "ImageLoadError",
+    "ImageTooLargeError",
+    "URLFetchDisabledError",
+    "InvalidBoxError",
+    "CandidateError",
+    "CropperError",
+    "ScorerError",
+]
+
+
+class RegionRerankError(Exception):
+    """Base class of every error raised by region-rerank."""
+
+
+class ConfigError(RegionRerankError, ValueError):
+    """A configuration value is out of range; the message names the field and what is allowed."""
+
+
+class ImageLoadError(RegionRerankError, ValueError):
+    """An image input could not be decoded (missing file, corrupt bytes, unsupported type...)."""
+
+
+class ImageTooLargeError(ImageLoadError):
+    """An image exceeds the configured pixel budget (decompression-bomb guard)."""
+
+
+class URLFetchDisabledError(ImageLoadError):
+    """An http(s) URL was given as an image while URL fetching is disabled."""
+
+
+class InvalidBoxError(RegionRerankError, ValueError):
+    """A box is NaN/inf, inverted, zero-area or otherwise unusable."""
+
+
+class CandidateError(RegionRerankError, ValueError):
+    """A candidate list or candidate is unusable (e.g. a candidate with neither text nor image)."""
+
+
+class CropperError(RegionRerankError, RuntimeError):
+    """A cropper failed to produce a decision."""
+
+
+class ScorerError(RegionRerankError, RuntimeError):
+    """A scorer failed to embed or score."""

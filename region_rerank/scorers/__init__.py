@@ -1,0 +1,1 @@
+"""Scorers: bi-encoders (``clip``, ``sentence_transformers``) and cross-encoders."""
