@@ -99,7 +99,7 @@ def _fetch_url(url: str, options: ImageLoadOptions) -> bytes:
 
     logger.debug("fetching image %s", url)
     try:
-        with urllib.request.urlopen(url, timeout=options.url_timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=options.url_timeout) as resp:
             data: bytes = resp.read(options.max_url_bytes + 1)
     except Exception as exc:
         raise ImageLoadError(f"cannot fetch image {url!r}: {exc}") from exc
@@ -325,10 +325,10 @@ def crop_resize(
     for box in boxes:
         region = box or Box(0.0, 0.0, float(w), float(h))
         coords = _square_centre(region) if center_crop else region.as_tuple()
-        left = min(max(int(round(coords[0])), 0), w - 1)
-        top = min(max(int(round(coords[1])), 0), h - 1)
-        right = min(max(int(round(coords[2])), left + 1), w)
-        bottom = min(max(int(round(coords[3])), top + 1), h)
+        left = min(max(round(coords[0]), 0), w - 1)
+        top = min(max(round(coords[1]), 0), h - 1)
+        right = min(max(round(coords[2]), left + 1), w)
+        bottom = min(max(round(coords[3]), top + 1), h)
         patch = x[:, top:bottom, left:right][None]
         outs.append(
             F.interpolate(patch, size=size, mode=interpolation, antialias=True, align_corners=False)

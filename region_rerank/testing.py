@@ -159,12 +159,16 @@ class FakeCropper(BaseCropper):
             if box is None:
                 decisions.append(
                     CropDecision.full(
-                        image_size=size, source=self.name, raw_output=repr(spec),
+                        image_size=size,
+                        source=self.name,
+                        raw_output=repr(spec),
                         reason="malformed box",
                     )
                 )
             else:
                 decisions.append(
-                    CropDecision.region(box, image_size=size, source=self.name, raw_output=repr(spec))
+                    CropDecision.region(
+                        box, image_size=size, source=self.name, raw_output=repr(spec)
+                    )
                 )
         return decisions

@@ -95,8 +95,10 @@ class Candidate:
     @property
     def has_content(self) -> bool:
         """True when the candidate has text, an image or a precomputed embedding."""
-        return bool(self.text and self.text.strip()) or bool(self.images) or (
-            self.embedding is not None
+        return (
+            bool(self.text and self.text.strip())
+            or bool(self.images)
+            or (self.embedding is not None)
         )
 
 
@@ -276,4 +278,3 @@ class RerankResult:
     @property
     def ids(self) -> list[str]:
         return [s.candidate.id for s in self.ranking]
-

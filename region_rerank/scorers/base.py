@@ -230,7 +230,5 @@ class BaseEmbeddingScorer:
     def _batched(self, fn: Any, items: Sequence[Any]) -> torch.Tensor:
         import torch
 
-        chunks = [
-            fn(items[i : i + self.batch_size]) for i in range(0, len(items), self.batch_size)
-        ]
+        chunks = [fn(items[i : i + self.batch_size]) for i in range(0, len(items), self.batch_size)]
         return torch.cat(chunks, 0)

@@ -1,0 +1,84 @@
+"""Build croppers and scorers from short spec strings (used by the CLI and as defaults).
+
+Cropper specs: ``"full"``, ``"grounding"`` / ``"grounding:MODEL"``, ``"vlm"`` /
+``"vlm:MODEL"`` (``MODEL`` is a hub id or a local folder).
+
+Scorer specs: ``"clip"`` / ``"clip:MODEL"`` (CLIP, SigLIP, SigLIP2), ``"st:MODEL"``
+(sentence-transformers bi-encoder), ``"cross:MODEL"`` (sentence-transformers
+cross-encoder), ``"fake"`` (the deterministic test scorer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from region_rerank.errors import ConfigError
+
+__all__ = [
+    "CROPPER_KINDS",
+    "SCORER_KINDS",
+    "DEFAULT_CLIP_MODEL",
+    "DEFAULT_DETECTOR_MODEL",
+    "DEFAULT_VLM_MODEL",
+    "build_cropper",
+    "build_scorer",
+]
+
+DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+DEFAULT_DETECTOR_MODEL = "google/owlv2-base-patch16-ensemble"
+DEFAULT_VLM_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
+CROPPER_KINDS = ("full", "grounding", "vlm", "fake")
+SCORER_KINDS = ("clip", "st", "cross", "fake")
+
+
+def _split(spec: str, kinds: tuple[str, ...], what: str) -> tuple[str, str | None]:
+    kind, _, model = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind not in kinds:
+        raise ConfigError(f"unknown {what} {spec!r}; use one of {[k + '[:MODEL]' for k in kinds]}")
+    return kind, (model.strip() or None)
+
+
+def build_cropper(spec: str, device: Any = "auto", dtype: Any = "auto") -> Any:
+    """Build a cropper from ``spec`` (see the module docstring)."""
+    kind, model = _split(spec, CROPPER_KINDS, "cropper")
+    if kind == "full":
+        from region_rerank.croppers.full import FullImageCropper
+
+        return FullImageCropper()
+    if kind == "fake":
+        from region_rerank.testing import FakeCropper
+
+        return FakeCropper()
+    if kind == "grounding":
+        from region_rerank.croppers.grounding import GroundingCropper, GroundingCropperConfig
+
+        cfg = GroundingCropperConfig(device=device, dtype=dtype)
+        return GroundingCropper(model or DEFAULT_DETECTOR_MODEL, config=cfg)
+    from region_rerank.croppers.vlm import VLMCropper, VLMCropperConfig
+
+    return VLMCropper(
+        model or DEFAULT_VLM_MODEL, config=VLMCropperConfig(device=device, dtype=dtype)
+    )
+
+
+def build_scorer(spec: str, device: Any = "auto", dtype: Any = "auto") -> Any:
+    """Build a scorer from ``spec`` (see the module docstring)."""
+    kind, model = _split(spec, SCORER_KINDS, "scorer")
+    if kind == "fake":
+        from region_rerank.testing import FakeScorer
+
+        return FakeScorer()
+    if kind == "clip":
+        from region_rerank.scorers.clip import ClipScorer
+
+        return ClipScorer(model or DEFAULT_CLIP_MODEL, device=device, dtype=dtype)
+    if model is None:
+        raise ConfigError(f"scorer spec {spec!r} needs a model: '{kind}:MODEL'")
+    if kind == "st":
+        from region_rerank.scorers.sentence_transformers import SentenceTransformerScorer
+
+        return SentenceTransformerScorer(model, device=device)
+    from region_rerank.scorers.cross_encoder import CrossEncoderScorer
+
+    return CrossEncoderScorer(model, device=device)

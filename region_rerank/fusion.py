@@ -1,0 +1,101 @@
+"""Score fusion and ranking.
+
+Fusion modes (:attr:`RerankerConfig.fusion`):
+
+* ``"crop"`` -- the paper: similarity to the chosen view (the crop on REGION, the full
+  image on FULL).
+* ``"max"`` -- ``max(full-image similarity, crop similarity)``: a crop can only help.
+* ``"mix"`` -- ``(1 - w) * minmax(view similarity) + w * minmax(retrieval score)`` within
+  the pool; a missing or NaN retrieval score counts as the pool's lowest.
+
+Ranking is a stable sort, best first; ties keep the input order. Non-finite scores
+(a candidate that could not be embedded) sort last, in input order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from region_rerank.types import Candidate, ScoredCandidate
+
+__all__ = ["FUSION_MODES", "fuse_scores", "rank_candidates"]
+
+FUSION_MODES = ("crop", "max", "mix")
+
+
+def _minmax(values: Sequence[float]) -> list[float]:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return [0.0 for _ in values]
+    lo, hi = min(finite), max(finite)
+    span = hi - lo
+    return [((v - lo) / span if span > 0 else 1.0) if math.isfinite(v) else 0.0 for v in values]
+
+
+def fuse_scores(
+    view_scores: Sequence[float],
+    *,
+    mode: str,
+    full_scores: Sequence[float] | None = None,
+    retrieval_scores: Sequence[float | None] | None = None,
+    mix_weight: float = 0.5,
+) -> list[float]:
+    """Combine per-candidate similarities into the score used for ordering.
+
+    Args:
+        view_scores: Similarity of each candidate to the chosen view.
+        mode: One of :data:`FUSION_MODES`.
+        full_scores: Similarity to the full image (needed by ``"max"``).
+        retrieval_scores: First-stage scores (used by ``"mix"``).
+        mix_weight: Weight of the retrieval score in ``"mix"``.
+    """
+    view = [float(v) for v in view_scores]
+    if mode == "crop":
+        return view
+    if mode == "max":
+        if full_scores is None:
+            return view
+        return [
+            max(v, f) if math.isfinite(v) and math.isfinite(f) else v
+            for v, f in zip(view, full_scores)
+        ]
+    if mode == "mix":
+        retrieval = [
+            float(r) if r is not None and math.isfinite(float(r)) else -math.inf
+            for r in (retrieval_scores or [None] * len(view))
+        ]
+        nv, nr = _minmax(view), _minmax(retrieval)
+        return [
+            (1.0 - mix_weight) * a + mix_weight * b if math.isfinite(v) else v
+            for a, b, v in zip(nv, nr, view)
+        ]
+    raise ValueError(f"unknown fusion mode {mode!r}; choose one of {list(FUSION_MODES)}")
+
+
+def rank_candidates(
+    candidates: Sequence[Candidate],
+    scores: Sequence[float],
+    *,
+    top_n: int | None = None,
+    view_scores: Sequence[float] | None = None,
+    full_scores: Sequence[float] | None = None,
+) -> tuple[ScoredCandidate, ...]:
+    """Order candidates by ``scores`` (stable, best first) and keep the first ``top_n``."""
+    keyed = [
+        (-s if math.isfinite(s) else math.inf, i) for i, s in enumerate(float(x) for x in scores)
+    ]
+    order = [i for _, i in sorted(keyed)]
+    if top_n is not None:
+        order = order[:top_n]
+    return tuple(
+        ScoredCandidate(
+            candidate=candidates[i],
+            score=float(scores[i]),
+            rank=r + 1,
+            input_index=i,
+            crop_score=None if view_scores is None else float(view_scores[i]),
+            full_score=None if full_scores is None else float(full_scores[i]),
+        )
+        for r, i in enumerate(order)
+    )

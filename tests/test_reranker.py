@@ -1,0 +1,256 @@
+"""CroppedReranker behaviour with the deterministic fakes (real reranker, real fakes)."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+from PIL import Image
+
+from region_rerank import CroppedReranker, RerankerConfig
+from region_rerank.cache import EmbeddingCache
+from region_rerank.croppers.full import FullImageCropper
+from region_rerank.errors import CandidateError, ConfigError, ImageLoadError
+from region_rerank.testing import FakeCropper, FakeScorer
+from region_rerank.types import Box, Candidate, CropDecision, Query
+
+LEFT_HALF = (0.0, 0.0, 0.5, 1.0)
+
+
+def scene() -> Image.Image:
+    """Left quarter red (the target), the rest blue clutter."""
+    img = Image.new("RGB", (80, 40), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, 20, 40))
+    return img
+
+
+def pool() -> list[Candidate]:
+    return [
+        Candidate("blue", "a blue building", retrieval_score=0.9),
+        Candidate("red", "a red bridge", retrieval_score=0.1),
+        Candidate("green", "a green tree", retrieval_score=0.5),
+    ]
+
+
+def make(cropper: object = None, **cfg: object) -> CroppedReranker:
+    return CroppedReranker(
+        cropper=cropper or FakeCropper((0.0, 0.0, 0.25, 1.0)),
+        scorer=FakeScorer(),
+        config=RerankerConfig(**cfg),  # type: ignore[arg-type]
+    )
+
+
+def test_crop_moves_the_target_up_and_full_image_does_not() -> None:
+    q = Query(scene(), "when was the bridge built?", id="q1")
+    full = CroppedReranker(FullImageCropper(), FakeScorer()).rerank(q, pool())
+    crop = make().rerank(q, pool())
+    assert full.ids[0] == "blue"
+    assert crop.ids[0] == "red"
+    assert crop.decision.is_crop and crop.decision.box == Box(0, 0, 20, 40)
+    assert crop.query_id == "q1" and not crop.fallback
+    assert [s.rank for s in crop.ranking] == [1, 2, 3]
+    assert sorted(s.input_index for s in crop.ranking) == [0, 1, 2]
+    assert crop.ranking[0].score >= crop.ranking[1].score >= crop.ranking[2].score
+    for stage in ("decode", "crop", "embed_query", "embed_candidates", "score", "total"):
+        assert crop.timings[stage] >= 0.0
+
+
+def test_max_fusion_never_below_full_and_reports_both() -> None:
+    q = Query(scene(), "q")
+    res = make(fusion="max").rerank(q, pool())
+    for s in res.ranking:
+        assert s.full_score is not None and s.crop_score is not None
+        assert s.score == pytest.approx(max(s.full_score, s.crop_score))
+
+
+def test_mix_fusion_uses_retrieval_scores_and_tolerates_nan() -> None:
+    q = Query(scene(), "q")
+    cands = pool()
+    only_retrieval = make(fusion="mix", mix_weight=1.0).rerank(q, cands)
+    assert only_retrieval.ids == ["blue", "green", "red"]
+    nan_pool = [Candidate("x", "red", retrieval_score=math.nan), *cands]
+    res = make(fusion="mix", mix_weight=1.0).rerank(q, nan_pool)
+    assert res.ids[:2] == ["blue", "green"] and set(res.ids[2:]) == {"x", "red"}
+
+
+@pytest.mark.parametrize("top_n,expected", [(None, 3), (1, 1), (0, 0), (10, 3)])
+def test_top_n(top_n: int | None, expected: int) -> None:
+    res = make().rerank(Query(scene(), "q"), pool(), top_n=top_n)
+    assert len(res.ranking) == expected
+
+
+def test_top_n_negative_is_config_error() -> None:
+    with pytest.raises(ConfigError, match="top_n"):
+        make().rerank(Query(scene(), "q"), pool(), top_n=-1)
+
+
+def test_empty_pool_gives_empty_ranking() -> None:
+    res = make().rerank(Query(scene(), "q"), [])
+    assert res.ranking == () and not res.fallback
+
+
+def test_contentless_and_duplicate_candidates_are_kept(caplog: pytest.LogCaptureFixture) -> None:
+    cands = [Candidate("empty"), *pool(), Candidate("red", "a red bridge")]
+    with caplog.at_level(logging.WARNING):
+        res = make().rerank(Query(scene(), "q"), cands)
+    assert len(res.ranking) == 5
+    assert res.ids[-1] == "empty" and res.ranking[-1].score == -math.inf
+    assert res.ids[:2] == ["red", "red"]
+    assert "no text, image or embedding" in caplog.text
+
+
+def test_caller_objects_are_not_modified() -> None:
+    cands = pool()
+    before = list(cands)
+    img = scene()
+    pixels = img.tobytes()
+    q = Query(img, "q")
+    make().rerank(q, cands)
+    assert cands == before and img.tobytes() == pixels and q.image is img
+
+
+def test_candidate_cache_hits_on_same_content() -> None:
+    rr = make()
+    scorer = rr.scorer
+    rr.rerank(Query(scene(), "q"), pool())
+    calls = scorer.calls
+    misses = rr.cache.misses
+    rr.rerank(Query(scene(), "q"), pool())  # new objects, same content
+    assert rr.cache.hits >= 3 and rr.cache.misses == misses
+    assert scorer.calls == calls + 1  # only the query view was embedded again
+    rr.rerank(Query(scene(), "q"), [Candidate("red", "a red bridge, rebuilt")])
+    assert rr.cache.misses == misses + 1
+
+
+def test_candidate_images_are_embedded_and_cached_by_content() -> None:
+    rr = make()
+    red, blue = Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue")
+    cands = [Candidate("b", images=[blue]), Candidate("r", images=[red])]
+    assert rr.rerank(Query(scene(), "q"), cands).ids == ["r", "b"]
+    again = [Candidate("b", images=[blue.copy()]), Candidate("r", images=[red.copy()])]
+    hits = rr.cache.hits
+    rr.rerank(Query(scene(), "q"), again)
+    assert rr.cache.hits == hits + 2
+
+
+def test_shared_cache_across_rerankers() -> None:
+    cache = EmbeddingCache()
+    scorer = FakeScorer()
+    a = CroppedReranker(FullImageCropper(), scorer, cache=cache)
+    b = CroppedReranker(FakeCropper(LEFT_HALF), scorer, cache=cache)
+    a.rerank(Query(scene(), "q"), pool())
+    b.rerank(Query(scene(), "q"), pool())
+    assert cache.hits == 3 and len(cache) == 3
+
+
+def test_precomputed_embeddings_are_used() -> None:
+    emb_red = FakeScorer().embed_texts(["red"])[0].tolist()
+    cands = [Candidate("blue", "a blue building"), Candidate("pre", embedding=emb_red)]
+    res = make().rerank(Query(scene(), "q"), cands)
+    assert res.ids[0] == "pre"
+
+
+def test_precomputed_embedding_dimension_mismatch() -> None:
+    cands = [Candidate("a", "red"), Candidate("bad", embedding=[1.0, 2.0])]
+    res = make().rerank(Query(scene(), "q"), cands)
+    assert res.fallback and "2 dimensions" in (res.error or "")
+    assert res.ids == ["a", "bad"]
+    with pytest.raises(CandidateError):
+        make(on_error="raise").rerank(Query(scene(), "q"), cands)
+
+
+def test_batch_equals_sequential() -> None:
+    rr = make()
+    queries = [Query(scene(), "a", id="1"), Query(scene().rotate(180), "b", id="2")]
+    pools = [pool(), list(reversed(pool()))]
+    batched = rr.rerank_batch(queries, pools)
+    single = [rr.rerank(q, p) for q, p in zip(queries, pools)]
+    for b, s in zip(batched, single):
+        assert b.ids == s.ids and b.decision == s.decision
+        assert [x.score for x in b.ranking] == pytest.approx([x.score for x in s.ranking])
+
+
+def test_bad_query_image_degrades_alone_in_fallback_mode(caplog: pytest.LogCaptureFixture) -> None:
+    rr = make()
+    queries = [Query(scene(), "ok", id="good"), Query(b"garbage", "bad", id="bad")]
+    with caplog.at_level(logging.WARNING):
+        good, bad = rr.rerank_batch(queries, [pool(), pool()])
+    assert not good.fallback and good.ids[0] == "red"
+    assert bad.fallback and "ImageLoadError" in (bad.error or "")
+    assert bad.ids == ["blue", "red", "green"]  # original order
+    assert [s.score for s in bad.ranking] == [0.9, 0.1, 0.5]  # retrieval scores kept
+    assert "degraded" in caplog.text
+    with pytest.raises(ImageLoadError):
+        make(on_error="raise").rerank_batch(queries, [pool(), pool()])
+
+
+def test_cropper_failure_keeps_full_image_in_fallback_mode() -> None:
+    boom = FakeCropper(raises=RuntimeError("policy crashed"))
+    res = make(boom).rerank(Query(scene(), "q"), pool())
+    assert res.fallback and not res.decision.is_crop and "policy crashed" in (res.error or "")
+    assert res.ids[0] == "blue"  # still scored, against the full image
+    with pytest.raises(RuntimeError, match="policy crashed"):
+        make(boom, on_error="raise").rerank(Query(scene(), "q"), pool())
+
+
+def test_scorer_failure_keeps_original_order() -> None:
+    rr = CroppedReranker(FakeCropper(LEFT_HALF), FakeScorer(fail_after=0))
+    res = rr.rerank(Query(scene(), "q"), pool())
+    assert res.fallback and res.ids == ["blue", "red", "green"]
+    raising = CroppedReranker(
+        FakeCropper(LEFT_HALF), FakeScorer(fail_after=0), config=RerankerConfig(on_error="raise")
+    )
+    with pytest.raises(RuntimeError, match="failure injected"):
+        raising.rerank(Query(scene(), "q"), pool())
+
+
+def test_given_decision_overrides_cropper() -> None:
+    cropper = FakeCropper(raises=RuntimeError("must not be called"))
+    oracle = CropDecision.region(Box(0, 0, 20, 40), source="oracle")
+    res = make(cropper).rerank(Query(scene(), "q"), pool(), decision=oracle)
+    assert res.ids[0] == "red" and res.decision.source == "oracle" and cropper.calls == 0
+
+
+def test_margin_and_min_crop_size_change_the_box() -> None:
+    res = make(crop_margin=0.5, min_crop_size=30).rerank(Query(scene(), "q"), pool())
+    assert res.decision.box == Box(0, 0, 30, 40)
+
+
+def test_malformed_fake_box_becomes_full() -> None:
+    res = make(FakeCropper((0.5, 0.5, 0.2, 0.2))).rerank(Query(scene(), "q"), pool())
+    assert not res.decision.is_crop and res.decision.reason == "malformed box"
+
+
+def test_input_validation() -> None:
+    rr = make()
+    with pytest.raises(ConfigError, match="2 queries but 1"):
+        rr.rerank_batch([Query(scene(), "a"), Query(scene(), "b")], [pool()])
+    with pytest.raises(TypeError, match="Candidate"):
+        rr.rerank(Query(scene(), "q"), ["just a string"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="Query"):
+        rr.rerank_batch(["q"], [pool()])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"fusion": "avg"}, "fusion"),
+        ({"on_error": "ignore"}, "on_error"),
+        ({"mix_weight": 2.0}, "mix_weight"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"top_n": -2}, "top_n"),
+        ({"crop_margin": -0.1}, "crop_margin"),
+    ],
+)
+def test_config_errors_name_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        RerankerConfig(**kwargs)
+
+
+def test_default_components_are_lazy_and_specs_validated() -> None:
+    rr = CroppedReranker()  # builds nothing (no network) until used
+    assert rr._cropper is None and rr._scorer is None
+    with pytest.raises(ConfigError, match="unknown scorer"):
+        _ = CroppedReranker(scorer="nope").scorer
+    assert isinstance(CroppedReranker(cropper="full").cropper, FullImageCropper)
