@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 #: Default pixel budget (about 8000 x 5000): larger images are refused.
 DEFAULT_MAX_PIXELS = 40_000_000
 _DATA_URI = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 _B64_CHARS = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 
 
@@ -119,10 +120,16 @@ def _from_string(text: str, options: ImageLoadOptions) -> Image.Image:
     if stripped.startswith("file://"):
         stripped = stripped[len("file://") :]
     is_path = len(stripped) < 4096 and "\n" not in stripped
-    if is_path and os.path.exists(stripped):
-        return _from_path(Path(stripped))
+    if is_path and os.path.exists(os.path.expanduser(stripped)):
+        return _from_path(Path(stripped).expanduser())
     if len(stripped) >= 64 and _B64_CHARS.match(stripped[:4096]):
         return _open_bytes(_b64decode(stripped, "base64 string"), "base64 string")
+    looks_like_path = is_path and (
+        stripped.startswith(("/", "./", "../", "~"))
+        or Path(stripped).suffix.lower() in _IMAGE_SUFFIXES
+    )
+    if looks_like_path:
+        raise ImageLoadError(f"image file not found: {stripped!r}")
     raise ImageLoadError(
         f"cannot load image from {_describe(text)}: not an existing file, a data URI, "
         "base64 data or an http(s) URL"

@@ -82,6 +82,12 @@ def test_paths_bytes_base64_data_uri_file_uri(rgb: Image.Image, tmp_path: Path) 
         assert out.size == (30, 20) and out.getpixel((0, 0)) == (255, 0, 0), type(item)
 
 
+def test_jpeg_base64_starting_with_slash(rgb: Image.Image) -> None:
+    b64 = base64.b64encode(_png_bytes(rgb, "JPEG")).decode()
+    assert b64.startswith("/9j/")
+    assert load_image(b64).size == (30, 20)
+
+
 def test_arrays_and_tensors(rgb: Image.Image) -> None:
     import torch
 
