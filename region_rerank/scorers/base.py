@@ -184,6 +184,8 @@ class BaseEmbeddingScorer:
         """
         import torch
 
+        if not candidates:
+            return self.embed_texts([])
         cfg = self.candidate_config
         texts: list[str] = []
         text_rows: list[int] = []

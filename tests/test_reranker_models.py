@@ -1,0 +1,73 @@
+"""CroppedReranker on real (tiny, random) transformers scorers: the device crop path."""
+
+from __future__ import annotations
+
+import pytest
+
+from region_rerank import ClipScorer, CroppedReranker, RerankerConfig
+from region_rerank.testing import FakeCropper
+from region_rerank.types import Candidate, Query
+from tests.tiny.clip_models import build_tiny_clip, build_tiny_siglip, smooth_image
+
+
+@pytest.fixture(scope="module")
+def scorers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ClipScorer]:
+    root = tmp_path_factory.mktemp("rerank_models")
+    return {
+        "clip": ClipScorer(str(build_tiny_clip(root / "clip")), device="cpu"),
+        "siglip": ClipScorer(str(build_tiny_siglip(root / "siglip")), device="cpu"),
+    }
+
+
+def _pool(n: int = 6) -> list[Candidate]:
+    return [
+        Candidate(f"c{i}", f"entry number {i}", images=[smooth_image(48, 40, seed=100 + i)])
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_tensor_crop_path_matches_pil_path(scorers: dict[str, ClipScorer], kind: str) -> None:
+    """Both paths agree up to resampling differences (torch vs PIL bicubic); embedding-level
+    equality (cosine > 0.999) is tested in test_clip_scorer.py."""
+    queries = [
+        Query(smooth_image(120, 90, seed=1), "what is on the left?", id="a"),
+        Query(smooth_image(70, 140, seed=2), "what is at the top?", id="b"),
+    ]
+    cropper = FakeCropper(lambda q: (0.0, 0.0, 0.6, 0.7) if q.id == "a" else None)
+    results = {}
+    for tensor_crop in (True, False):
+        rr = CroppedReranker(
+            cropper, scorers[kind], config=RerankerConfig(tensor_crop=tensor_crop, fusion="max")
+        )
+        results[tensor_crop] = rr.rerank_batch(queries, [_pool(), _pool()])
+    for fast, slow in zip(results[True], results[False]):
+        assert fast.decision == slow.decision
+        fast_scores = {s.candidate.id: (s.crop_score, s.full_score) for s in fast.ranking}
+        slow_scores = {s.candidate.id: (s.crop_score, s.full_score) for s in slow.ranking}
+        for cid, (crop, full) in fast_scores.items():
+            assert crop == pytest.approx(slow_scores[cid][0], abs=2e-2)
+            if full is not None:
+                assert full == pytest.approx(slow_scores[cid][1], abs=2e-2)
+
+
+def test_batch_equals_sequential_on_a_real_model(scorers: dict[str, ClipScorer]) -> None:
+    rr = CroppedReranker(FakeCropper((0.1, 0.1, 0.6, 0.9)), scorers["clip"])
+    queries = [Query(smooth_image(80, 60, seed=s), "q", id=str(s)) for s in range(3)]
+    pools = [_pool(4), _pool(5), _pool(3)]
+    batched = rr.rerank_batch(queries, pools)
+    single = [rr.rerank(q, p) for q, p in zip(queries, pools)]
+    for b, s in zip(batched, single):
+        assert b.ids == s.ids
+        assert [x.score for x in b.ranking] == pytest.approx([x.score for x in s.ranking], abs=1e-5)
+
+
+def test_crop_changes_scores_and_cache_serves_second_call(scorers: dict[str, ClipScorer]) -> None:
+    query = Query(smooth_image(120, 90, seed=5), "q")
+    full = CroppedReranker(FakeCropper(None), scorers["clip"]).rerank(query, _pool())
+    rr = CroppedReranker(FakeCropper((0.5, 0.5, 1.0, 1.0)), scorers["clip"])
+    crop = rr.rerank(query, _pool())
+    full_scores = {s.candidate.id: s.score for s in full.ranking}
+    assert any(abs(s.score - full_scores[s.candidate.id]) > 1e-4 for s in crop.ranking)
+    rr.rerank(query, _pool())
+    assert rr.cache.hits == 6 and rr.cache.misses == 6
