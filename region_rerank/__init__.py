@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "CandidateError": "region_rerank.errors",
     "CropperError": "region_rerank.errors",
     "ScorerError": "region_rerank.errors",
+    "DatasetFormatError": "region_rerank.errors",
     # images and boxes
     "ImageLoadOptions": "region_rerank.images",
     "load_image": "region_rerank.images",

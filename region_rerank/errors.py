@@ -7,6 +7,8 @@ host pipeline can catch one class. Each subclass also derives from the matching 
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "RegionRerankError",
     "ConfigError",
@@ -17,6 +19,7 @@ __all__ = [
     "CandidateError",
     "CropperError",
     "ScorerError",
+    "DatasetFormatError",
 ]
 
 
@@ -54,3 +57,21 @@ class CropperError(RegionRerankError, RuntimeError):
 
 class ScorerError(RegionRerankError, RuntimeError):
     """A scorer failed to embed or score."""
+
+
+class DatasetFormatError(RegionRerankError, ValueError):
+    """A dataset file is malformed; the message names the file, the 1-based line (when
+    the format has lines) and what is wrong.
+
+    Attributes:
+        path: The offending file.
+        line: 1-based line number, or ``None`` (e.g. an entry of a single JSON object).
+        reason: What is wrong, without the location.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, reason: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = f"{self.path}, line {line}" if line is not None else self.path
+        super().__init__(f"{where}: {reason}")
