@@ -47,6 +47,9 @@ _EXPORTS: dict[str, str] = {
     "VLMCropperConfig": "region_rerank.croppers.vlm",
     "GroundingCropper": "region_rerank.croppers.grounding",
     "GroundingCropperConfig": "region_rerank.croppers.grounding",
+    "phrases_from_question": "region_rerank.croppers.question_phrases",
+    "TextMatchCropper": "region_rerank.croppers.text_match",
+    "TextMatchCropperConfig": "region_rerank.croppers.text_match",
     # scorers
     "Scorer": "region_rerank.scorers.base",
     "PairScorer": "region_rerank.scorers.base",
@@ -66,6 +69,8 @@ if TYPE_CHECKING:
     from region_rerank.croppers.base import BaseCropper, QueryCropper
     from region_rerank.croppers.full import FullImageCropper
     from region_rerank.croppers.grounding import GroundingCropper, GroundingCropperConfig
+    from region_rerank.croppers.question_phrases import phrases_from_question
+    from region_rerank.croppers.text_match import TextMatchCropper, TextMatchCropperConfig
     from region_rerank.croppers.vlm import VLMCropper, VLMCropperConfig
     from region_rerank.errors import (
         CandidateError,
