@@ -31,7 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument(
         "--cropper",
         default="grounding",
-        help="full | grounding[:MODEL] | vlm[:MODEL] (MODEL: hub id or local folder)",
+        help="full | grounding[:MODEL] | vlm[:MODEL] | text_match (MODEL: hub id or local folder)",
+    )
+    crop.add_argument(
+        "--scorer",
+        default="clip",
+        help="scorer for --cropper text_match: clip[:MODEL] | st:MODEL (default: clip)",
+    )
+    crop.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="grounding: detector score threshold; text_match: similarity margin",
     )
     crop.add_argument("--out", help="write the image with the box drawn to this path")
     crop.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -54,11 +65,14 @@ def _draw(image_path: str, decision: object, out: str) -> None:
 
 
 def _crop(args: argparse.Namespace) -> int:
-    from region_rerank.factory import build_cropper
+    from region_rerank.factory import build_cropper, build_scorer
     from region_rerank.images import load_image
     from region_rerank.types import Query
 
-    cropper = build_cropper(args.cropper, device=args.device)
+    scorer = (
+        build_scorer(args.scorer, args.device) if args.cropper.startswith("text_match") else None
+    )
+    cropper = build_cropper(args.cropper, args.device, scorer=scorer, threshold=args.threshold)
     image = load_image(args.image)
     decision = cropper.decide(Query(image=image, question=args.question, id=args.image))
     if args.json:

@@ -1,7 +1,8 @@
 """Build croppers and scorers from short spec strings (used by the CLI and as defaults).
 
 Cropper specs: ``"full"``, ``"grounding"`` / ``"grounding:MODEL"``, ``"vlm"`` /
-``"vlm:MODEL"`` (``MODEL`` is a hub id or a local folder).
+``"vlm:MODEL"`` (``MODEL`` is a hub id or a local folder), ``"text_match"`` (needs a
+bi-encoder scorer).
 
 Scorer specs: ``"clip"`` / ``"clip:MODEL"`` (CLIP, SigLIP, SigLIP2), ``"st:MODEL"``
 (sentence-transformers bi-encoder), ``"cross:MODEL"`` (sentence-transformers
@@ -27,7 +28,7 @@ __all__ = [
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 DEFAULT_DETECTOR_MODEL = "google/owlv2-base-patch16-ensemble"
 DEFAULT_VLM_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
-CROPPER_KINDS = ("full", "grounding", "vlm", "fake")
+CROPPER_KINDS = ("full", "grounding", "vlm", "text_match", "fake")
 SCORER_KINDS = ("clip", "st", "cross", "fake")
 
 
@@ -39,9 +40,31 @@ def _split(spec: str, kinds: tuple[str, ...], what: str) -> tuple[str, str | Non
     return kind, (model.strip() or None)
 
 
-def build_cropper(spec: str, device: Any = "auto", dtype: Any = "auto") -> Any:
-    """Build a cropper from ``spec`` (see the module docstring)."""
+def build_cropper(
+    spec: str,
+    device: Any = "auto",
+    dtype: Any = "auto",
+    *,
+    scorer: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Build a cropper from ``spec`` (see the module docstring).
+
+    Args:
+        spec: The cropper spec.
+        device, dtype: Where the cropper's model runs.
+        scorer: The bi-encoder used by ``"text_match"``.
+        threshold: Detector score threshold (``"grounding"``) or similarity margin
+            (``"text_match"``); the cropper's default when ``None``.
+    """
     kind, model = _split(spec, CROPPER_KINDS, "cropper")
+    if kind == "text_match":
+        from region_rerank.croppers.text_match import TextMatchCropper, TextMatchCropperConfig
+
+        if scorer is None:
+            raise ConfigError("the text_match cropper needs a bi-encoder scorer")
+        cfg_tm = TextMatchCropperConfig(margin=threshold if threshold is not None else 0.0)
+        return TextMatchCropper(scorer, cfg_tm)
     if kind == "full":
         from region_rerank.croppers.full import FullImageCropper
 
@@ -53,7 +76,7 @@ def build_cropper(spec: str, device: Any = "auto", dtype: Any = "auto") -> Any:
     if kind == "grounding":
         from region_rerank.croppers.grounding import GroundingCropper, GroundingCropperConfig
 
-        cfg = GroundingCropperConfig(device=device, dtype=dtype)
+        cfg = GroundingCropperConfig(device=device, dtype=dtype, score_threshold=threshold)
         return GroundingCropper(model or DEFAULT_DETECTOR_MODEL, config=cfg)
     from region_rerank.croppers.vlm import VLMCropper, VLMCropperConfig
 

@@ -93,7 +93,8 @@ class CroppedReranker:
     Args:
         cropper: A :class:`~region_rerank.croppers.base.QueryCropper`, or a spec string for
             :func:`region_rerank.factory.build_cropper` (``"full"``, ``"grounding:MODEL"``,
-            ``"vlm:MODEL"``). Default: ``"grounding"`` (OWLv2), built on first use.
+            ``"vlm:MODEL"``, ``"text_match"`` which uses this reranker's scorer).
+            Default: ``"grounding"`` (OWLv2), built on first use.
         scorer: A bi-encoder :class:`~region_rerank.scorers.base.Scorer`, a cross-encoder
             :class:`~region_rerank.scorers.base.PairScorer`, or a spec string for
             :func:`region_rerank.factory.build_scorer`. Default: ``"clip"``, built on
@@ -133,7 +134,9 @@ class CroppedReranker:
         if self._cropper is None:
             from region_rerank.factory import build_cropper
 
-            self._cropper = build_cropper(str(self._cropper_spec), self._device, self._dtype)
+            spec = str(self._cropper_spec)
+            scorer = self.scorer if spec.startswith("text_match") else None
+            self._cropper = build_cropper(spec, self._device, self._dtype, scorer=scorer)
         return self._cropper
 
     @property
