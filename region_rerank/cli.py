@@ -1,7 +1,12 @@
-"""Command line: ``region-rerank crop IMAGE --question ... --cropper ... --out out.png``.
+"""Command line of region-rerank.
 
-Prints the crop decision (as text, or JSON with ``--json``) and writes the image with the
-chosen box drawn.
+- ``region-rerank crop IMAGE --question ... --cropper ... --out out.png``: print the crop
+  decision (as text, or JSON with ``--json``) and write the image with the box drawn.
+- ``region-rerank pools --data DIR [--split S] --scorer SPEC --k 20 [--out FILE]``: build
+  top-K retrieval pools (default output: ``pools.jsonl`` beside ``queries.jsonl``).
+- ``region-rerank eval --data DIR [--split S] --cropper [NAME=]SPEC ... --scorer SPEC
+  --out DIR``: compare croppers (plus the full-image baseline; ``oracle`` crops the
+  ground-truth box), resumably, write the report folder and print the Markdown table.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from region_rerank.errors import RegionRerankError
 
@@ -47,7 +54,73 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--out", help="write the image with the box drawn to this path")
     crop.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     crop.add_argument("--json", action="store_true", help="print the decision as JSON")
+    _add_pools_parser(sub)
+    _add_eval_parser(sub)
     return parser
+
+
+def _add_data_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--data",
+        required=True,
+        help="dataset folder in the generic JSONL layout (queries.jsonl, kb.jsonl, pools.jsonl)",
+    )
+    cmd.add_argument(
+        "--split",
+        default=None,
+        help="load DATA/SPLIT/queries.jsonl (with DATA/kb.jsonl when the split has no KB)",
+    )
+    cmd.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    cmd.add_argument(
+        "--scorer",
+        default="clip",
+        help="clip[:MODEL] | st:MODEL | cross:MODEL (eval only) | fake (default: clip)",
+    )
+
+
+def _add_pools_parser(sub: Any) -> None:
+    pools = sub.add_parser("pools", help="build top-K retrieval pools for a dataset")
+    _add_data_args(pools)
+    pools.add_argument("--k", type=int, default=20, help="pool size (default 20)")
+    pools.add_argument(
+        "--out", default=None, help="pools file (default: pools.jsonl beside queries.jsonl)"
+    )
+    pools.add_argument("--batch-size", type=int, default=64, help="images per embedding call")
+    pools.add_argument(
+        "--chunk-size", type=int, default=4096, help="KB entries per scoring block (memory bound)"
+    )
+    pools.add_argument(
+        "--faiss",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="use a FAISS index (auto: when installed)",
+    )
+
+
+def _add_eval_parser(sub: Any) -> None:
+    ev = sub.add_parser("eval", help="compare croppers on a dataset and write a report")
+    _add_data_args(ev)
+    ev.add_argument(
+        "--cropper",
+        action="append",
+        default=None,
+        metavar="[NAME=]SPEC",
+        help="a method to compare (repeatable): full | grounding[:MODEL] | vlm[:MODEL] | "
+        "text_match | oracle (ground-truth box); NAME defaults to SPEC. The full-image "
+        "baseline is always included. Default: oracle",
+    )
+    ev.add_argument("--out", required=True, help="report folder (records, metrics, plots)")
+    ev.add_argument("--limit", type=int, default=None, help="evaluate the first N queries only")
+    ev.add_argument(
+        "--no-resume", action="store_true", help="discard earlier records in --out and start over"
+    )
+    ev.add_argument("--batch-size", type=int, default=16, help="queries per re-ranking batch")
+    ev.add_argument("--examples", type=int, default=12, help="queries in examples.png")
+    ev.add_argument(
+        "--build-pools",
+        action="store_true",
+        help="build top-20 pools with --scorer when the dataset has none",
+    )
 
 
 def _draw(image_path: str, decision: object, out: str) -> None:
@@ -92,6 +165,80 @@ def _crop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_specs(items: Sequence[str] | None) -> dict[str, str]:
+    """Parse repeated ``[NAME=]SPEC`` values into ``name -> spec`` (names must be unique)."""
+    from region_rerank.errors import ConfigError
+
+    specs: dict[str, str] = {}
+    for item in items or ["oracle"]:
+        name, sep, spec = item.partition("=")
+        if not sep:
+            name, spec = item, item
+        name, spec = name.strip(), spec.strip()
+        if not name or not spec:
+            raise ConfigError(f"--cropper {item!r}: expected NAME=SPEC or SPEC")
+        if name in specs:
+            raise ConfigError(f"--cropper: the method name {name!r} is given twice")
+        specs[name] = spec
+    return specs
+
+
+def _pools(args: argparse.Namespace) -> int:
+    from region_rerank.eval.pools import build_pools, write_pools_jsonl
+    from region_rerank.eval.runner import load_eval_data
+    from region_rerank.factory import build_scorer
+
+    dataset = load_eval_data(args.data, args.split)
+    scorer = build_scorer(args.scorer, args.device)
+    use_faiss: bool | str = {"yes": True, "no": False}.get(args.faiss, "auto")
+    pools = build_pools(
+        dataset,
+        scorer,
+        k=args.k,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        use_faiss=use_faiss,
+    )
+    folder = Path(args.data) / args.split if args.split else Path(args.data)
+    out = Path(args.out) if args.out else folder / "pools.jsonl"
+    write_pools_jsonl(pools, out)
+    covered = sum(1 for q in dataset.queries if q.positives & {c for c, _ in pools[q.id]})
+    share = covered / max(1, len(dataset))
+    print(f"wrote {len(pools)} pools (k={args.k}) to {out}; coverage {share:.1%}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from region_rerank.eval.metrics import format_markdown_table
+    from region_rerank.eval.runner import ORACLE, load_eval_data, run_eval
+    from region_rerank.factory import build_cropper, build_scorer
+
+    specs = _method_specs(args.cropper)
+    dataset = load_eval_data(args.data, args.split)
+    scorer = build_scorer(args.scorer, args.device)
+    methods: dict[str, Any] = {}
+    for name, spec in specs.items():
+        if spec == ORACLE:
+            methods[name] = ORACLE
+        else:
+            uses_scorer = spec.startswith("text_match")
+            methods[name] = build_cropper(spec, args.device, scorer=scorer if uses_scorer else None)
+    results = run_eval(
+        dataset,
+        methods,
+        scorer,
+        args.out,
+        batch_size=args.batch_size,
+        resume=not args.no_resume,
+        n_examples=args.examples,
+        limit=args.limit,
+        build_pools_if_missing=args.build_pools,
+    )
+    print(format_markdown_table(results), end="")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``region-rerank`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -100,6 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "crop":
             return _crop(args)
+        if args.command == "pools":
+            return _pools(args)
+        if args.command == "eval":
+            return _eval(args)
     except (RegionRerankError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,294 @@
+"""Build first-stage retrieval pools: the top-``k`` KB entries per query.
+
+The query side is the *full* query image (``scorer.embed_images``), the KB side each entry's
+image + text embedding (``scorer.embed_candidates``), as in the reference pipeline. Scores
+are the scorer's similarity (cosine for the built-in bi-encoders).
+
+The default path is exact brute force, streamed over the KB: entries are embedded
+``batch_size`` at a time, gathered into chunks of ``chunk_size``, and each chunk is scored
+against blocks of at most ``chunk_size`` queries and merged into a running top-``k``. No
+score matrix larger than ``chunk_size x chunk_size`` and no KB embedding matrix larger
+than one chunk is ever held. Ties are broken deterministically: score descending, then KB
+id ascending. With FAISS installed (``use_faiss="auto"`` or ``True``) an exact
+inner-product index is used instead.
+
+Example:
+    >>> from region_rerank.eval.pools import build_pools, write_pools_jsonl  # doctest: +SKIP
+    >>> pools = build_pools(dataset, scorer, k=20)  # doctest: +SKIP
+    >>> write_pools_jsonl(pools, "data/test/pools.jsonl")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from region_rerank._validate import check_choice, check_range
+from region_rerank.errors import ConfigError
+from region_rerank.eval._schema import EvalDataset, KBEntry, Pool
+from region_rerank.images import ImageLoadOptions, load_image
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["build_pools", "write_pools_jsonl", "progress_bar"]
+
+logger = logging.getLogger(__name__)
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "q") -> Any:
+    """A tqdm bar on stderr, silent when ``enabled`` is false, ``TQDM_DISABLE`` is set to a
+    true value, or stderr is not a terminal."""
+    from tqdm.auto import tqdm
+
+    env = os.environ.get("TQDM_DISABLE", "").strip().lower()
+    off = not enabled or env not in ("", "0", "false", "no") or not sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, disable=off, unit=unit, dynamic_ncols=True)
+
+
+def _check_scorer(scorer: Any) -> None:
+    missing = [m for m in ("embed_images", "embed_candidates", "score") if not hasattr(scorer, m)]
+    if missing:
+        raise ConfigError(
+            f"build_pools needs a bi-encoder scorer (embed_images, embed_candidates, score); "
+            f"{type(scorer).__name__} lacks {missing}. Cross-encoders cannot build pools."
+        )
+
+
+def _embed_queries(
+    dataset: EvalDataset, scorer: Any, batch_size: int, options: ImageLoadOptions | None
+) -> torch.Tensor:
+    import torch
+
+    parts = []
+    queries = dataset.queries
+    for i in range(0, len(queries), batch_size):
+        images = [load_image(q.image, options) for q in queries[i : i + batch_size]]
+        parts.append(scorer.embed_images(images).float().cpu())
+    return torch.cat(parts, 0)
+
+
+def _kb_chunks(
+    entries: Sequence[KBEntry],
+    scorer: Any,
+    batch_size: int,
+    chunk_size: int,
+    options: ImageLoadOptions | None,
+    bar: Any,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(start index, embeddings)`` chunks of at most ``chunk_size`` entries.
+
+    Embedding batches are always the same ``batch_size`` slices of ``entries``, whatever
+    the chunk size, so the embeddings (and the pools) do not depend on ``chunk_size``.
+    """
+    import torch
+
+    buffer: list[torch.Tensor] = []
+    held = 0
+    start = 0
+    for i in range(0, len(entries), batch_size):
+        batch = [e.to_candidate() for e in entries[i : i + batch_size]]
+        buffer.append(scorer.embed_candidates(batch, options).float().cpu())
+        bar.update(len(batch))
+        held += len(batch)
+        while held >= chunk_size or (held and i + batch_size >= len(entries)):
+            flat = torch.cat(buffer, 0)
+            chunk, rest = flat[:chunk_size], flat[chunk_size:]
+            yield start, chunk
+            start += chunk.shape[0]
+            buffer = [rest] if rest.shape[0] else []
+            held = rest.shape[0]
+
+
+def _brute_force(
+    query_emb: torch.Tensor,
+    entries: Sequence[KBEntry],
+    scorer: Any,
+    k: int,
+    batch_size: int,
+    chunk_size: int,
+    options: ImageLoadOptions | None,
+    bar: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-``k`` by streaming over KB chunks. ``entries`` must be sorted by id so that
+    a stable descending sort breaks ties by id."""
+    import torch
+
+    n_q = query_emb.shape[0]
+    best_s = torch.full((n_q, 0), float("-inf"))
+    best_i = torch.zeros((n_q, 0), dtype=torch.long)
+    for start, chunk in _kb_chunks(entries, scorer, batch_size, chunk_size, options, bar):
+        new_s, new_i = [], []
+        idx = torch.arange(start, start + chunk.shape[0])
+        for q0 in range(0, n_q, chunk_size):
+            sims = scorer.score(query_emb[q0 : q0 + chunk_size], chunk).float().cpu()
+            sims = torch.nan_to_num(sims, nan=float("-inf"))
+            # Running entries come first and have smaller indices, so a stable sort keeps
+            # (score desc, id asc) order on ties.
+            scores = torch.cat([best_s[q0 : q0 + chunk_size], sims], 1)
+            cand = torch.cat([best_i[q0 : q0 + chunk_size], idx.expand(sims.shape[0], -1)], 1)
+            order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+            new_s.append(torch.gather(scores, 1, order))
+            new_i.append(torch.gather(cand, 1, order))
+        best_s, best_i = torch.cat(new_s, 0), torch.cat(new_i, 0)
+    return best_s, best_i
+
+
+def _faiss_search(
+    query_emb: torch.Tensor,
+    entries: Sequence[KBEntry],
+    scorer: Any,
+    k: int,
+    batch_size: int,
+    chunk_size: int,
+    options: ImageLoadOptions | None,
+    bar: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact inner-product search with a FAISS flat index (scores = dot products, equal to
+    the built-in scorers' cosine on their normalised embeddings)."""
+    import numpy as np
+    import torch
+
+    faiss = _import_faiss()
+    index = None
+    for _, chunk in _kb_chunks(entries, scorer, batch_size, chunk_size, options, bar):
+        arr = np.ascontiguousarray(chunk.numpy(), dtype=np.float32)
+        if index is None:
+            index = faiss.IndexFlatIP(arr.shape[1])
+        index.add(arr)
+    if index is None:
+        raise ConfigError("build_pools: no KB embeddings were produced")
+    scores, ids = index.search(np.ascontiguousarray(query_emb.numpy(), dtype=np.float32), k)
+    s, i = torch.from_numpy(scores).float(), torch.from_numpy(ids).long()
+    # Re-sort each row by (score desc, id asc) for deterministic ties within the top k.
+    keyed = [sorted(zip((-s[r]).tolist(), i[r].tolist())) for r in range(s.shape[0])]
+    s = torch.tensor([[-a for a, _ in row] for row in keyed])
+    i = torch.tensor([[b for _, b in row] for row in keyed], dtype=torch.long)
+    return s, i
+
+
+def _import_faiss() -> Any:
+    """Import FAISS or raise an ``ImportError`` saying how to install it. (No region-rerank
+    extra provides FAISS; the right wheel depends on the platform and GPU.)"""
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ImportError(
+            "build_pools(use_faiss=True) needs faiss: pip install faiss-cpu (or faiss-gpu); "
+            "use_faiss='auto' or False uses the exact brute-force search instead"
+        ) from exc
+    return faiss
+
+
+def _want_faiss(use_faiss: bool | str) -> bool:
+    if use_faiss is True:
+        return True
+    if use_faiss is False:
+        return False
+    check_choice("use_faiss", use_faiss, ("auto",))
+    return importlib.util.find_spec("faiss") is not None
+
+
+def build_pools(
+    dataset: EvalDataset,
+    scorer: Any,
+    k: int = 20,
+    *,
+    batch_size: int = 64,
+    chunk_size: int = 4096,
+    use_faiss: bool | str = "auto",
+    image_options: ImageLoadOptions | None = None,
+    progress: bool = True,
+) -> dict[str, Pool]:
+    """Retrieve the top-``k`` KB entries for every query of ``dataset``.
+
+    Args:
+        dataset: Queries and KB (existing pools are ignored).
+        scorer: A bi-encoder :class:`~region_rerank.scorers.base.Scorer`.
+        k: Pool size (capped at the number of KB entries).
+        batch_size: Images / candidates per embedding call.
+        chunk_size: KB entries (and queries) per scoring block; bounds memory.
+        use_faiss: ``"auto"`` (FAISS when installed), ``True`` (require it) or ``False``.
+        image_options: Pixel budget / URL policy for decoding images.
+        progress: Show a tqdm bar over the KB entries embedded.
+
+    Returns:
+        Query id -> ``((kb_id, score), ...)`` best first, in dataset query order; ties
+        broken by KB id. KB entries with neither text nor images are left out (logged).
+
+    Raises:
+        ConfigError: Bad ``k`` / sizes, or a scorer that is not a bi-encoder.
+        ImportError: ``use_faiss=True`` and FAISS is not installed.
+    """
+    check_range("k", k, 1)
+    check_range("batch_size", batch_size, 1)
+    check_range("chunk_size", chunk_size, 1)
+    _check_scorer(scorer)
+    faiss_on = _want_faiss(use_faiss)
+    if faiss_on:
+        _import_faiss()
+    entries = sorted(
+        (e for e in dataset.kb.values() if (e.text and e.text.strip()) or e.images),
+        key=lambda e: e.id,
+    )
+    if len(entries) < len(dataset.kb):
+        logger.warning(
+            "%d KB entries have neither text nor images and cannot be retrieved",
+            len(dataset.kb) - len(entries),
+        )
+    if not dataset.queries or not entries:
+        logger.warning("build_pools: %d queries, %d usable KB entries", len(dataset), len(entries))
+        return {q.id: () for q in dataset.queries}
+    kk = min(k, len(entries))
+    n_chunks = -(-len(entries) // chunk_size)
+    logger.info(
+        "building top-%d pools: %d queries x %d KB entries (%s, %d chunk(s))",
+        kk,
+        len(dataset),
+        len(entries),
+        "faiss" if faiss_on else "brute force",
+        n_chunks,
+    )
+    query_emb = _embed_queries(dataset, scorer, batch_size, image_options)
+    search = _faiss_search if faiss_on else _brute_force
+    with progress_bar(len(entries), "pools (KB)", progress, unit="entry") as bar:
+        scores, idx = search(
+            query_emb, entries, scorer, kk, batch_size, chunk_size, image_options, bar
+        )
+    pools: dict[str, Pool] = {}
+    for row, query in enumerate(dataset.queries):
+        pools[query.id] = tuple(
+            (entries[j].id, float(s))
+            for s, j in zip(scores[row].tolist(), idx[row].tolist())
+            if j >= 0
+        )
+    return pools
+
+
+def write_pools_jsonl(pools: Mapping[str, Pool], path: str | os.PathLike[str]) -> Path:
+    """Write pools as ``pools.jsonl`` (``{"query_id", "candidates": [{"id", "score"}]}``
+    per line), loadable by :func:`region_rerank.eval.datasets.load_pools_jsonl`.
+
+    Args:
+        pools: Query id -> ``((kb_id, score), ...)``.
+        path: Target file (parent folders are created; an existing file is replaced).
+
+    Returns:
+        The path written.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for qid, pool in pools.items():
+            row = {"query_id": qid, "candidates": [{"id": c, "score": s} for c, s in pool]}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    logger.info("wrote %d pools to %s", len(pools), out)
+    return out
