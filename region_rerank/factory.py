@@ -1,12 +1,13 @@
 """Build croppers and scorers from short spec strings (used by the CLI and as defaults).
 
-Cropper specs: ``"full"``, ``"grounding"`` / ``"grounding:MODEL"``, ``"vlm"`` /
-``"vlm:MODEL"`` (``MODEL`` is a hub id or a local folder), ``"text_match"`` (needs a
-bi-encoder scorer).
+Cropper specs: ``"full"``, ``"center[:FRACTION]"``, ``"random[:FRACTION]"``,
+``"grounding"`` / ``"grounding:MODEL"``, ``"vlm"`` / ``"vlm:MODEL"`` (``MODEL`` is a hub
+id or a local folder), ``"text_match"`` (needs a bi-encoder scorer).
 
 Scorer specs: ``"clip"`` / ``"clip:MODEL"`` (CLIP, SigLIP, SigLIP2), ``"st:MODEL"``
 (sentence-transformers bi-encoder), ``"cross:MODEL"`` (sentence-transformers
-cross-encoder), ``"fake"`` (the deterministic test scorer).
+cross-encoder), ``"demo"`` / ``"demo:WEIGHTS"`` (the offline demo scorer), ``"fake"`` (the
+deterministic test scorer).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ __all__ = [
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 DEFAULT_DETECTOR_MODEL = "google/owlv2-base-patch16-ensemble"
 DEFAULT_VLM_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
-CROPPER_KINDS = ("full", "grounding", "vlm", "text_match", "fake")
-SCORER_KINDS = ("clip", "st", "cross", "fake")
+CROPPER_KINDS = ("full", "center", "random", "grounding", "vlm", "text_match", "fake")
+SCORER_KINDS = ("clip", "st", "cross", "demo", "fake")
 
 
 def _split(spec: str, kinds: tuple[str, ...], what: str) -> tuple[str, str | None]:
@@ -73,6 +74,11 @@ def build_cropper(
         from region_rerank.testing import FakeCropper
 
         return FakeCropper()
+    if kind in ("center", "random"):
+        from region_rerank.croppers.baselines import CenterCropper, RandomCropper
+
+        fraction = float(model) if model else 0.5
+        return CenterCropper(fraction) if kind == "center" else RandomCropper(fraction)
     if kind == "grounding":
         from region_rerank.croppers.grounding import GroundingCropper, GroundingCropperConfig
 
@@ -92,6 +98,10 @@ def build_scorer(spec: str, device: Any = "auto", dtype: Any = "auto") -> Any:
         from region_rerank.testing import FakeScorer
 
         return FakeScorer()
+    if kind == "demo":
+        from region_rerank.demo.scorer import DemoScorer
+
+        return DemoScorer(model, device=device)
     if kind == "clip":
         from region_rerank.scorers.clip import ClipScorer
 
