@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 lint: setup
-	$(PY) -m ruff check region_rerank tests
-	$(PY) -m ruff format --check region_rerank tests
+	$(PY) -m ruff check region_rerank tests scripts
+	$(PY) -m ruff format --check region_rerank tests scripts
 
 typecheck: setup
 	$(PY) -m mypy

@@ -1,0 +1,13 @@
+"""The embedded offline demo world: a seeded synthetic clutter benchmark with known answers.
+
+* :mod:`region_rerank.demo.entities` -- the knowledge base of procedurally drawn entities
+  (shape x colour x pattern) with made-up names, encyclopedic texts and a renderer.
+* :mod:`region_rerank.demo.scenes` -- :class:`~region_rerank.demo.scenes.SceneConfig` and
+  the query-scene generator (target + distractors + clutter, a referring question and the
+  ground-truth box).
+* :mod:`region_rerank.demo.world` -- :func:`~region_rerank.demo.world.make_world`, which
+  writes the generic JSONL layout (``kb.jsonl``, ``{split}/queries.jsonl``, PNG images and
+  a ``world.json`` manifest).
+
+This package is not imported by ``import region_rerank``; it needs numpy and Pillow.
+"""
