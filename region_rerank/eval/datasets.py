@@ -178,12 +178,15 @@ def load_jsonl_dataset(
     name: str | None = None,
     lenient: bool = False,
     check_images: bool = False,
+    kb_path: str | os.PathLike[str] | None = None,
 ) -> EvalDataset:
     """Load the generic layout (``queries.jsonl``, ``kb.jsonl``, optional ``pools.jsonl``).
 
     Args:
         folder: The dataset folder.
         name: Dataset name (default: the folder name).
+        kb_path: Read the KB from this file instead of ``{folder}/kb.jsonl`` (its image
+            paths are relative to the file's folder), e.g. a KB shared by several splits.
         lenient: Skip and count malformed rows instead of raising.
         check_images: Treat a query image path that is not an existing file as malformed.
 
@@ -195,27 +198,27 @@ def load_jsonl_dataset(
         DatasetFormatError: A malformed row (strict mode), naming file and line.
     """
     root = Path(folder)
-    for required in ("queries.jsonl", "kb.jsonl"):
-        if not (root / required).is_file():
+    kb_file = Path(kb_path) if kb_path is not None else root / "kb.jsonl"
+    for required in (root / "queries.jsonl", kb_file):
+        if not required.is_file():
             raise FileNotFoundError(
-                f"{root}: missing {required}; the generic layout needs queries.jsonl, "
+                f"missing {required}; the generic layout needs queries.jsonl, "
                 "kb.jsonl and optionally pools.jsonl"
             )
     issues = RowIssues(lenient)
     kb: dict[str, KBEntry] = {}
     kb_lines: dict[str, int] = {}
-    kb_path = root / "kb.jsonl"
-    for line_no, value in iter_jsonl(kb_path):
+    for line_no, value in iter_jsonl(kb_file):
         try:
             if isinstance(value, RowProblem):
                 raise value
-            entry = _parse_kb(require_object(value), root)
+            entry = _parse_kb(require_object(value), kb_file.parent)
             if entry.id in kb:
                 raise RowProblem(
                     f"duplicate KB id {entry.id!r} (first on line {kb_lines[entry.id]})"
                 )
         except RowProblem as exc:
-            issues.report(DatasetFormatError(kb_path, line_no, str(exc)))
+            issues.report(DatasetFormatError(kb_file, line_no, str(exc)))
             continue
         kb[entry.id] = entry
         kb_lines[entry.id] = line_no

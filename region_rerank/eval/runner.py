@@ -32,16 +32,16 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from region_rerank.boxes import clamp_box
-from region_rerank.errors import ConfigError, DatasetFormatError
-from region_rerank.eval._rows import RowIssues, RowProblem, iter_jsonl, require_object
-from region_rerank.eval._schema import EvalDataset, EvalQuery, Pool
+from region_rerank.errors import ConfigError
+from region_rerank.eval._rows import iter_jsonl
+from region_rerank.eval._schema import EvalDataset, EvalQuery
 from region_rerank.eval.metrics import EvalRecord, compute_metrics, first_positive_rank
 from region_rerank.eval.pools import progress_bar
 from region_rerank.types import CropDecision, RerankResult
@@ -58,24 +58,6 @@ ORACLE = "oracle"
 _RUN_VERSION = 1
 
 
-def _read_rows(path: Path, parse: Callable[[dict[str, Any]], T], issues: RowIssues) -> dict[str, T]:
-    """Parse every row of a JSONL file into ``id -> item``, reporting bad rows to ``issues``."""
-    out: dict[str, T] = {}
-    for line_no, value in iter_jsonl(path):
-        try:
-            if isinstance(value, RowProblem):
-                raise value
-            item = parse(require_object(value))
-            item_id = str(getattr(item, "id", ""))
-            if item_id in out:
-                raise RowProblem(f"duplicate id {item_id!r}")
-        except RowProblem as exc:
-            issues.report(DatasetFormatError(path, line_no, str(exc)))
-            continue
-        out[item_id] = item
-    return out
-
-
 def load_split_dataset(
     root: str | os.PathLike[str], split: str, *, lenient: bool = False
 ) -> EvalDataset:
@@ -83,39 +65,17 @@ def load_split_dataset(
 
     ``{root}/kb.jsonl`` is the KB (image paths relative to ``root``);
     ``{root}/{split}/queries.jsonl`` and the optional ``{root}/{split}/pools.jsonl`` hold
-    the queries (image paths relative to the split folder) and pools. This adapter exists
-    because :func:`~region_rerank.eval.datasets.load_jsonl_dataset` reads the KB from the
-    same folder as the queries.
+    the queries (image paths relative to the split folder) and pools.
 
     Raises:
         FileNotFoundError: A required file is missing.
         DatasetFormatError: A malformed row (strict mode).
     """
-    from region_rerank.eval.datasets import (
-        _parse_kb,
-        _parse_query,
-        load_pools_jsonl,
-        warn_unknown_positives,
-    )
+    from region_rerank.eval.datasets import load_jsonl_dataset
 
-    base, folder = Path(root), Path(root) / split
-    for path in (base / "kb.jsonl", folder / "queries.jsonl"):
-        if not path.is_file():
-            raise FileNotFoundError(f"missing {path}")
-    issues = RowIssues(lenient)
-    kb = _read_rows(base / "kb.jsonl", lambda o: _parse_kb(o, base), issues)
-    queries = _read_rows(folder / "queries.jsonl", lambda o: _parse_query(o, folder, False), issues)
-    pools: dict[str, Pool] = {}
-    if (folder / "pools.jsonl").is_file():
-        pools = load_pools_jsonl(folder / "pools.jsonl", kb, frozenset(queries), issues=issues)
-    issues.log_summary(str(folder))
-    warn_unknown_positives(tuple(queries.values()), kb)
-    return EvalDataset(
-        name=f"{base.name}/{split}",
-        queries=tuple(queries.values()),
-        kb=kb,
-        pools=pools,
-        skipped=issues.skipped,
+    base = Path(root)
+    return load_jsonl_dataset(
+        base / split, name=f"{base.name}/{split}", lenient=lenient, kb_path=base / "kb.jsonl"
     )
 
 
