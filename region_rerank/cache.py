@@ -1,28 +1,45 @@
 """A thread-safe, byte-bounded LRU cache of candidate embeddings, keyed by content.
 
-Keys are digests of what the scorer sees (text and image bytes) plus the scorer's
-identity and candidate-embedding config, so two ``Candidate`` objects with the same
-content share one entry and a changed image gets a new one.
+Keys are digests of what the scorer sees (text and image content) under a namespace that
+names the scorer (:func:`scorer_namespace`), so two ``Candidate`` objects with the same
+content share one entry, a changed image gets a new one, and two scorers never share one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_range
+from region_rerank.errors import CandidateError, ScorerError
 from region_rerank.types import Candidate
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["EmbeddingCache", "candidate_key"]
+    from region_rerank.images import ImageLoadOptions
+    from region_rerank.scorers.base import Scorer
+
+__all__ = ["EmbeddingCache", "candidate_key", "scorer_namespace", "pool_embeddings"]
 
 logger = logging.getLogger(__name__)
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _field(h: Any, tag: bytes, data: bytes) -> None:
+    """Feed one tagged, length-prefixed field into ``h`` (so field boundaries are part of
+    the digest: text ``"a\\x00img..."`` can never pass for text ``"a"`` plus an image)."""
+    h.update(tag)
+    h.update(len(data).to_bytes(8, "little"))
+    h.update(data)
 
 
 def _update_with_image(h: Any, image: Any) -> None:
@@ -30,39 +47,97 @@ def _update_with_image(h: Any, image: Any) -> None:
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        h.update(f"pil:{image.mode}:{image.size}".encode())
-        h.update(image.tobytes())
+        # Everything that changes what load_image decodes: mode, size, palette, EXIF
+        # orientation, transparency and the current frame, then the raw pixels.
+        palette = image.palette
+        header = (
+            f"{image.mode}:{image.size}:{palette.mode if palette is not None else ''}:"
+            f"{image.getexif().get(_EXIF_ORIENTATION)}:{image.info.get('transparency')!r}:"
+            f"{getattr(image, 'n_frames', 1)}:{image.tell()}"
+        )
+        _field(h, b"pil", header.encode())
+        _field(h, b"palette", palette.tobytes() if palette is not None else b"")
+        _field(h, b"pixels", image.tobytes())
     elif isinstance(image, (bytes, bytearray, memoryview)):
-        h.update(b"bytes:")
-        h.update(bytes(image))
+        _field(h, b"bytes", bytes(image))
     elif isinstance(image, (str, Path)):
         text = str(image)
-        path = Path(text) if len(text) < 4096 and "\n" not in text else None
-        if path is not None and path.is_file():
-            h.update(b"file:")
-            h.update(path.read_bytes())
+        path = _existing_file(text)
+        if path is not None:
+            _field(h, b"file", path.read_bytes())
         else:
-            h.update(b"str:")
-            h.update(text.encode("utf-8", "surrogatepass"))
+            _field(h, b"str", text.encode("utf-8", "surrogatepass"))
     else:
         arr = image.detach().cpu().numpy() if hasattr(image, "detach") else image
         import numpy as np
 
         arr = np.ascontiguousarray(np.asarray(arr))
-        h.update(f"array:{arr.dtype}:{arr.shape}".encode())
-        h.update(arr.tobytes())
+        _field(h, b"array", f"{arr.dtype}:{arr.shape}".encode())
+        _field(h, b"data", arr.tobytes())
+
+
+def _existing_file(text: str) -> Path | None:
+    """The file ``text`` names, resolved as :func:`~region_rerank.images.load_image` does
+    (surrounding whitespace, ``file://`` and ``~``), or ``None``."""
+    stripped = text.strip()
+    if stripped.startswith("file://"):
+        stripped = stripped[len("file://") :]
+    if len(stripped) >= 4096 or "\n" in stripped or not stripped:
+        return None
+    path = Path(stripped).expanduser()
+    return path if path.is_file() else None
 
 
 def candidate_key(candidate: Candidate, namespace: str) -> str:
     """Content digest of ``candidate`` under ``namespace`` (scorer + embedding config)."""
     h = hashlib.blake2b(digest_size=20)
-    h.update(namespace.encode())
-    h.update(b"\x00text:")
-    h.update((candidate.text or "").encode("utf-8", "surrogatepass"))
+    _field(h, b"ns", namespace.encode("utf-8", "surrogatepass"))
+    _field(h, b"text", (candidate.text or "").encode("utf-8", "surrogatepass"))
     for image in candidate.images:
-        h.update(b"\x00img:")
+        _field(h, b"img", b"")
         _update_with_image(h, image)
     return h.hexdigest()
+
+
+_TOKENS_LOCK = threading.Lock()
+_TOKEN_COUNTER = itertools.count()
+#: id(scorer) -> (a reference to the scorer, its token). The identity check on lookup makes
+#: a token follow the object, not its address: CPython reuses the id of a freed object.
+_TOKENS: dict[int, tuple[Any, int]] = {}
+
+
+def scorer_namespace(scorer: object) -> str:
+    """The cache namespace of ``scorer``: its class, ``name`` and ``candidate_config``,
+    plus a token unique to this object for the life of the process.
+
+    Unlike ``id(scorer)``, the token of a garbage-collected scorer is never handed to a new
+    one, so a cache shared between rerankers can never serve one scorer's embeddings to
+    another. Scorers that cannot be weakly referenced are kept alive by this registry.
+    """
+    key = id(scorer)
+    with _TOKENS_LOCK:
+        entry = _TOKENS.get(key)
+        if entry is None or entry[0]() is not scorer:
+            try:
+                ref: Any = weakref.ref(scorer)
+            except TypeError:
+                ref = _Pinned(scorer)
+            entry = (ref, next(_TOKEN_COUNTER))
+            _TOKENS[key] = entry
+    return (
+        f"{type(scorer).__module__}.{type(scorer).__qualname__}:{getattr(scorer, 'name', '')}:"
+        f"#{entry[1]}:{getattr(scorer, 'candidate_config', '')}"
+    )
+
+
+class _Pinned:
+    """A strong reference with the call interface of ``weakref.ref``."""
+
+    def __init__(self, obj: object) -> None:
+        self._obj = obj
+
+    def __call__(self) -> object:
+        return self._obj
 
 
 class EmbeddingCache:
@@ -118,11 +193,14 @@ class EmbeddingCache:
             return value
 
     def put(self, key: str, value: torch.Tensor) -> None:
-        """Store ``value`` (detached), evicting least-recently-used entries over the bound."""
+        """Store a detached copy of ``value``, evicting least-recently-used entries over
+        the bound."""
         size = value.nbytes
         if size > self.max_bytes:
             return
-        stored = value.detach()
+        # A compact copy: a row of a scorer's batch output is a view that would keep the
+        # whole batch alive (and share the caller's buffer) while counting as one row.
+        stored = value.detach().clone()
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
@@ -142,11 +220,109 @@ class EmbeddingCache:
 
     def stats(self) -> dict[str, int]:
         """Hit / miss / eviction / corrupt counters, entries and bytes."""
-        return {
-            "hits": self.hits,
-            "misses": self.misses,
-            "evictions": self.evictions,
-            "corrupt": self.corrupt,
-            "entries": len(self._data),
-            "bytes": self._bytes,
-        }
+        with self._lock:
+            return {
+                "hits": self.hits,
+                "misses": self.misses,
+                "evictions": self.evictions,
+                "corrupt": self.corrupt,
+                "entries": len(self._data),
+                "bytes": self._bytes,
+            }
+
+
+def pool_embeddings(
+    scorer: Scorer,
+    pools: list[list[Candidate]],
+    cache: EmbeddingCache,
+    *,
+    dim: int,
+    device: Any,
+    batch_size: int,
+    image_options: ImageLoadOptions | None = None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Candidate embeddings of several pools, through ``cache``.
+
+    Each distinct content is embedded at most once across all pools (``batch_size`` at a
+    time) and stored in ``cache``. A candidate's precomputed ``embedding`` is used as given
+    (L2-normalised). A candidate with no text, image or embedding is invalid.
+
+    Args:
+        scorer: The bi-encoder.
+        pools: Candidate lists.
+        cache: Where embeddings are looked up and stored.
+        dim: Embedding dimension of the scorer (of the query views).
+        device: Device of the returned matrices.
+        batch_size: Candidates per ``embed_candidates`` call.
+        image_options: Decoding policy for candidate images.
+
+    Returns:
+        Per pool, a ``K x dim`` float32 matrix and a ``K`` boolean validity mask (on CPU).
+
+    Raises:
+        CandidateError: A precomputed embedding has the wrong dimension or is not finite.
+        ScorerError: The scorer returned embeddings of the wrong shape.
+    """
+    import torch
+
+    namespace = scorer_namespace(scorer)
+    resolved: dict[str, torch.Tensor] = {}
+    keys: list[list[str | None]] = []
+    todo: dict[str, Candidate] = {}
+    for pool in pools:
+        row: list[str | None] = []
+        for cand in pool:
+            if cand.embedding is not None or not cand.has_content:
+                row.append(None)
+                continue
+            key = candidate_key(cand, namespace)
+            row.append(key)
+            if key not in resolved and key not in todo:
+                hit = cache.get(key)
+                if hit is None:
+                    todo[key] = cand
+                else:
+                    resolved[key] = hit
+        keys.append(row)
+    items = list(todo.items())
+    for i in range(0, len(items), batch_size):
+        chunk = items[i : i + batch_size]
+        emb = scorer.embed_candidates([c for _, c in chunk], image_options)
+        if tuple(emb.shape) != (len(chunk), dim):
+            raise ScorerError(
+                f"{getattr(scorer, 'name', type(scorer).__name__)}.embed_candidates returned "
+                f"shape {tuple(emb.shape)} for {len(chunk)} candidates; the query views have "
+                f"{dim} dimensions"
+            )
+        for (key, _), vec in zip(chunk, emb):
+            resolved[key] = vec
+            cache.put(key, vec)
+    outs, masks = [], []
+    for pool, row in zip(pools, keys):
+        mat = torch.zeros(len(pool), dim, device=device)
+        ok = torch.ones(len(pool), dtype=torch.bool)
+        for j, (cand, ckey) in enumerate(zip(pool, row)):
+            if ckey is not None:
+                mat[j] = resolved[ckey].to(device)
+            elif cand.embedding is not None:
+                mat[j] = _precomputed(cand, dim, device)
+            else:
+                logger.warning("candidate %r has no text, image or embedding; ranked last", cand.id)
+                ok[j] = False
+        outs.append(mat)
+        masks.append(ok)
+    return outs, masks
+
+
+def _precomputed(cand: Candidate, dim: int, device: Any) -> torch.Tensor:
+    import torch
+
+    vec = torch.as_tensor(cand.embedding, dtype=torch.float32).reshape(-1).to(device)
+    if vec.shape[0] != dim:
+        raise CandidateError(
+            f"candidate {cand.id!r}: precomputed embedding has {vec.shape[0]} dimensions, "
+            f"the scorer's have {dim}"
+        )
+    if not bool(torch.isfinite(vec).all()):
+        raise CandidateError(f"candidate {cand.id!r}: precomputed embedding is not finite")
+    return vec / vec.norm().clamp_min(1e-12)

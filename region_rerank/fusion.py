@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from region_rerank.types import Candidate, ScoredCandidate
 
-__all__ = ["FUSION_MODES", "fuse_scores", "rank_candidates"]
+__all__ = ["FUSION_MODES", "fuse_scores", "rank_candidates", "input_order"]
 
 FUSION_MODES = ("crop", "max", "mix")
 
@@ -99,3 +100,19 @@ def rank_candidates(
         )
         for r, i in enumerate(order)
     )
+
+
+def input_order(
+    candidates: Sequence[Candidate], *, top_n: int | None = None
+) -> tuple[ScoredCandidate, ...]:
+    """The fallback ranking: input order, each candidate scored by its retrieval score
+    (0.0 when missing or not finite), the first ``top_n`` kept."""
+    ranking = rank_candidates(candidates, [0.0] * len(candidates), top_n=top_n)
+    return tuple(
+        replace(s, score=_finite_or_zero(candidates[s.input_index].retrieval_score))
+        for s in ranking
+    )
+
+
+def _finite_or_zero(value: float | None) -> float:
+    return float(value) if value is not None and math.isfinite(float(value)) else 0.0

@@ -222,6 +222,20 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _first_frame(image: Image.Image) -> Image.Image:
+    """Frame 0 of a caller's (possibly animated) image, leaving its frame position as it was."""
+    position = image.tell() if getattr(image, "n_frames", 1) > 1 else 0
+    if position == 0:
+        return image
+    try:
+        image.seek(0)
+        return image.copy()
+    except (OSError, ValueError, EOFError) as exc:
+        raise ImageLoadError(f"cannot read the first frame of the image: {exc}") from exc
+    finally:
+        image.seek(position)
+
+
 def load_image(image: Any, options: ImageLoadOptions | None = None) -> Image.Image:
     """Decode ``image`` into an RGB PIL image, safely.
 
@@ -244,7 +258,7 @@ def load_image(image: Any, options: ImageLoadOptions | None = None) -> Image.Ima
 
     opts = options or ImageLoadOptions()
     if isinstance(image, Image.Image):
-        img = image
+        img = _first_frame(image)
     elif isinstance(image, Path):
         img = _from_path(image)
     elif isinstance(image, str):
@@ -269,8 +283,6 @@ def load_image(image: Any, options: ImageLoadOptions | None = None) -> Image.Ima
             f"{opts.max_pixels} pixels (raise ImageLoadOptions.max_pixels to accept it)"
         )
     try:
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
         transposed = ImageOps.exif_transpose(img)
         if transposed is not None:
             img = transposed

@@ -15,24 +15,23 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from region_rerank._validate import check_choice, check_range
-from region_rerank.boxes import ensure_min_size, pad_box
-from region_rerank.cache import EmbeddingCache, candidate_key
+from region_rerank._validate import check_choice, check_int, check_range, check_rerank_inputs
+from region_rerank.boxes import clamp_box, ensure_min_size, pad_box
+from region_rerank.cache import EmbeddingCache, pool_embeddings
 from region_rerank.croppers.base import QueryCropper
-from region_rerank.errors import CandidateError, ConfigError
-from region_rerank.fusion import FUSION_MODES, fuse_scores, rank_candidates
-from region_rerank.images import ImageLoadOptions, crop_pil, load_image
-from region_rerank.scorers.base import PairScorer, Scorer, l2_normalize
-from region_rerank.types import Candidate, CropDecision, Query, RerankResult
-from region_rerank.views import embed_views
+from region_rerank.fusion import FUSION_MODES, fuse_scores, input_order, rank_candidates
+from region_rerank.images import ImageLoadOptions, load_image
+from region_rerank.scorers.base import PairScorer, Scorer
+from region_rerank.types import Candidate, CropAction, CropDecision, Query, RerankResult
+from region_rerank.views import embed_views, pair_view_scores
 
 if TYPE_CHECKING:
-    import torch
     from PIL import Image
 
 __all__ = ["RerankerConfig", "CroppedReranker"]
@@ -76,9 +75,9 @@ class RerankerConfig:
         check_choice("on_error", self.on_error, ("fallback", "raise"))
         check_range("mix_weight", self.mix_weight, 0.0, 1.0)
         if self.top_n is not None:
-            check_range("top_n", self.top_n, 0)
-        check_range("batch_size", self.batch_size, 1)
-        check_range("cache_bytes", self.cache_bytes, 0)
+            check_int("top_n", self.top_n, 0)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("cache_bytes", self.cache_bytes, 0)
         check_range("crop_margin", self.crop_margin, 0.0)
         check_range("min_crop_size", self.min_crop_size, 0)
 
@@ -105,6 +104,9 @@ class CroppedReranker:
         device, dtype: Used only when building the default cropper / scorer.
 
     The caller's queries and candidates are never modified; results reference them.
+    One reranker may be used from several threads at once: components built from specs
+    are built once, and the cache is locked (the cropper and scorer must tolerate
+    concurrent calls, as the library's own do).
     """
 
     def __init__(
@@ -126,26 +128,31 @@ class CroppedReranker:
         self._scorer: Any = None if isinstance(scorer, (str, type(None))) else scorer
         self.cache = cache if cache is not None else EmbeddingCache(self.config.cache_bytes)
         self._device, self._dtype = device, dtype
+        self._build_lock = threading.RLock()
 
     # ------------------------------------------------------------------ components
     @property
     def cropper(self) -> QueryCropper:
-        """The cropper (built from its spec on first access)."""
+        """The cropper (built from its spec on first access, once across threads)."""
         if self._cropper is None:
-            from region_rerank.factory import build_cropper
+            with self._build_lock:
+                if self._cropper is None:
+                    from region_rerank.factory import build_cropper
 
-            spec = str(self._cropper_spec)
-            scorer = self.scorer if spec.startswith("text_match") else None
-            self._cropper = build_cropper(spec, self._device, self._dtype, scorer=scorer)
+                    spec = str(self._cropper_spec)
+                    scorer = self.scorer if spec.startswith("text_match") else None
+                    self._cropper = build_cropper(spec, self._device, self._dtype, scorer=scorer)
         return self._cropper
 
     @property
     def scorer(self) -> Any:
-        """The scorer (built from its spec on first access)."""
+        """The scorer (built from its spec on first access, once across threads)."""
         if self._scorer is None:
-            from region_rerank.factory import build_scorer
+            with self._build_lock:
+                if self._scorer is None:
+                    from region_rerank.factory import build_scorer
 
-            self._scorer = build_scorer(str(self._scorer_spec), self._device, self._dtype)
+                    self._scorer = build_scorer(str(self._scorer_spec), self._device, self._dtype)
         return self._scorer
 
     # ------------------------------------------------------------------ public API
@@ -186,11 +193,23 @@ class CroppedReranker:
 
         ``candidates[i]`` is the pool of ``queries[i]``. In fallback mode a failure in the
         batch is retried query by query so that only the failing query degrades.
+
+        Raises:
+            ConfigError, TypeError: Invalid arguments, or a cropper / scorer spec that
+                cannot be built (also in fallback mode: that is not a bad query).
+            ImportError: A component needs an optional package that is not installed.
         """
-        queries, pools = self._validate(queries, candidates, decisions)
+        queries, pools = check_rerank_inputs(queries, candidates, decisions)
         top = self.config.top_n if top_n is None else top_n
         if top is not None:
-            check_range("top_n", top, 0)
+            check_int("top_n", top, 0)
+        if not queries:
+            return []
+        # Build missing components here, outside the fallback: a wrong spec or a missing
+        # package would otherwise be retried (and swallowed) once per query.
+        _ = self.scorer
+        if decisions is None:
+            _ = self.cropper
         if self.config.on_error == "raise":
             return self._run(queries, pools, top, decisions)
         try:
@@ -211,46 +230,14 @@ class CroppedReranker:
         return results
 
     # ------------------------------------------------------------------ internals
-    def _validate(
-        self,
-        queries: Sequence[Query],
-        candidates: Sequence[Sequence[Candidate]],
-        decisions: Sequence[CropDecision] | None,
-    ) -> tuple[list[Query], list[list[Candidate]]]:
-        queries = list(queries)
-        pools = [list(pool) for pool in candidates]
-        if len(queries) != len(pools):
-            raise ConfigError(f"got {len(queries)} queries but {len(pools)} candidate lists")
-        if decisions is not None and len(decisions) != len(queries):
-            raise ConfigError(f"got {len(queries)} queries but {len(decisions)} decisions")
-        for query in queries:
-            if not isinstance(query, Query):
-                raise TypeError(f"expected Query objects, got {type(query).__name__}")
-        for pool in pools:
-            for cand in pool:
-                if not isinstance(cand, Candidate):
-                    raise TypeError(
-                        f"expected Candidate objects, got {type(cand).__name__}; wrap entries "
-                        "with region_rerank.Candidate(id=..., text=..., images=...)"
-                    )
-        return queries, pools
-
     def _degraded(
         self, query: Query, pool: list[Candidate], top_n: int | None, exc: BaseException
     ) -> RerankResult:
-        logger.warning("query %r degraded to the original order: %s", query.id, exc)
-        scores = [
-            float(c.retrieval_score)
-            if c.retrieval_score is not None and math.isfinite(float(c.retrieval_score))
-            else 0.0
-            for c in pool
-        ]
-        ranking = rank_candidates(pool, [0.0] * len(pool), top_n=top_n)
-        ranking = tuple(replace(s, score=scores[s.input_index]) for s in ranking)
-        decision = CropDecision.full(source="fallback", reason=f"{type(exc).__name__}: {exc}")
-        return RerankResult(
-            query.id, ranking, decision, {}, fallback=True, error=f"{type(exc).__name__}: {exc}"
-        )
+        error = f"{type(exc).__name__}: {exc}"
+        logger.warning("query %r degraded to the original order: %s", query.id, error)
+        decision = CropDecision.full(source="fallback", reason=error)
+        ranking = input_order(pool, top_n=top_n)
+        return RerankResult(query.id, ranking, decision, {}, fallback=True, error=error)
 
     def _decide(
         self, queries: list[Query], images: list[Image.Image]
@@ -279,10 +266,19 @@ class CroppedReranker:
             logger.debug("cropper batch failed (%s); decided one by one", first_error)
         return out
 
-    def _postprocess(self, decision: CropDecision, size: tuple[int, int]) -> CropDecision:
+    def _postprocess(
+        self, query: Query, decision: CropDecision, size: tuple[int, int]
+    ) -> CropDecision:
+        """Clamp the box to the image (FULL when nothing is left), then pad and grow it."""
         if decision.box is None:
             return decision if decision.image_size else replace(decision, image_size=size)
-        box = decision.box
+        box = clamp_box(decision.box, size)
+        if box is None:
+            reason = f"box {decision.box.as_tuple()} lies outside the {size[0]}x{size[1]} image"
+            logger.warning("query %r: %s; keeping the full image", query.id, reason)
+            return replace(
+                decision, action=CropAction.FULL, box=None, image_size=size, reason=reason
+            )
         if self.config.crop_margin > 0:
             box = pad_box(box, size, self.config.crop_margin)
         if self.config.min_crop_size > 0:
@@ -311,7 +307,9 @@ class CroppedReranker:
             decided = self._decide(queries, images)
         else:
             decided = [(d, None) for d in decisions]
-        final = [self._postprocess(d, img.size) for (d, _), img in zip(decided, images)]
+        final = [
+            self._postprocess(q, d, img.size) for q, (d, _), img in zip(queries, decided, images)
+        ]
         timings["crop"] = _now() - t
         scorer = self.scorer
         if isinstance(scorer, PairScorer) and not hasattr(scorer, "embed_images"):
@@ -360,7 +358,15 @@ class CroppedReranker:
         )
         timings["embed_query"] = _now() - t
         t = _now()
-        cand_emb, valid = self._candidate_embeddings(scorer, pools)
+        cand_emb, valid = pool_embeddings(
+            scorer,
+            pools,
+            self.cache,
+            dim=int(view_emb[0].shape[1]),
+            device=view_emb[0].device,
+            batch_size=self.config.batch_size,
+            image_options=self.config.image_options,
+        )
         timings["embed_candidates"] = _now() - t
         t = _now()
         out: list[tuple[list[float], list[float] | None]] = []
@@ -389,101 +395,8 @@ class CroppedReranker:
         out: list[tuple[list[float], list[float] | None]] = []
         opts = self.config.image_options
         for query, img, decision, pool in zip(queries, images, decisions, pools):
-            if not pool:
-                out.append(([], None))
-                continue
-            rows = [
-                [float(s) for s in scorer.score_pairs(query, crop_pil(img, box), pool, opts)]
-                for box in self._views(decision)
-            ]
-            rows = [[s if math.isfinite(s) else -math.inf for s in r] for r in rows]
+            boxes = self._views(decision)
+            rows = pair_view_scores(scorer, query, img, boxes, pool, opts)
             out.append((rows[-1], rows[0] if len(rows) == 2 else None))
         timings["score"] = _now() - t
         return out
-
-    def _candidate_embeddings(
-        self, scorer: Scorer, pools: list[list[Candidate]]
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per pool: ``K x D`` embeddings and a validity mask. Each distinct content is
-        embedded at most once across the batch; results are cached by content."""
-        import torch
-
-        namespace = (
-            f"{type(scorer).__qualname__}:{getattr(scorer, 'name', '')}:{id(scorer)}:"
-            f"{getattr(scorer, 'candidate_config', '')}"
-        )
-        resolved: dict[str, torch.Tensor] = {}
-        keys: list[list[str | None]] = []
-        todo: dict[str, Candidate] = {}
-        for pool in pools:
-            row: list[str | None] = []
-            for cand in pool:
-                if cand.embedding is not None or not cand.has_content:
-                    row.append(None)
-                    continue
-                key = candidate_key(cand, namespace)
-                row.append(key)
-                if key not in resolved and key not in todo:
-                    hit = self.cache.get(key)
-                    if hit is None:
-                        todo[key] = cand
-                    else:
-                        resolved[key] = hit
-            keys.append(row)
-        if todo:
-            items = list(todo.items())
-            bs = self.config.batch_size
-            for i in range(0, len(items), bs):
-                chunk = items[i : i + bs]
-                emb = scorer.embed_candidates([c for _, c in chunk], self.config.image_options)
-                for (key, _), vec in zip(chunk, emb):
-                    resolved[key] = vec
-                    self.cache.put(key, vec)
-        dim, device = self._dim_device(scorer, resolved, pools)
-        outs, masks = [], []
-        for pool, row in zip(pools, keys):
-            mat = torch.zeros(len(pool), dim, device=device)
-            ok = torch.ones(len(pool), dtype=torch.bool)
-            for j, (cand, ckey) in enumerate(zip(pool, row)):
-                if ckey is not None:
-                    mat[j] = resolved[ckey].to(device)
-                elif cand.embedding is not None:
-                    mat[j] = self._precomputed(cand, dim, device)
-                else:
-                    logger.warning(
-                        "candidate %r has no text, image or embedding; ranked last", cand.id
-                    )
-                    ok[j] = False
-            outs.append(mat)
-            masks.append(ok)
-        return outs, masks
-
-    @staticmethod
-    def _dim_device(
-        scorer: Scorer, resolved: dict[str, torch.Tensor], pools: list[list[Candidate]]
-    ) -> tuple[int, Any]:
-        import torch
-
-        if resolved:
-            first = next(iter(resolved.values()))
-            return int(first.shape[0]), first.device
-        for pool in pools:
-            for cand in pool:
-                if cand.embedding is not None:
-                    vec = torch.as_tensor(cand.embedding).reshape(-1)
-                    return int(vec.shape[0]), getattr(scorer, "device", torch.device("cpu"))
-        return 1, torch.device("cpu")
-
-    @staticmethod
-    def _precomputed(cand: Candidate, dim: int, device: Any) -> torch.Tensor:
-        import torch
-
-        vec = torch.as_tensor(cand.embedding, dtype=torch.float32).reshape(-1).to(device)
-        if vec.shape[0] != dim:
-            raise CandidateError(
-                f"candidate {cand.id!r}: precomputed embedding has {vec.shape[0]} dimensions, "
-                f"the scorer's have {dim}"
-            )
-        if not bool(torch.isfinite(vec).all()):
-            raise CandidateError(f"candidate {cand.id!r}: precomputed embedding is not finite")
-        return l2_normalize(vec[None])[0]

@@ -1,25 +1,31 @@
-"""Turn decoded query images and crop boxes into query-view embeddings.
+"""Score the query views (full image and/or crop) of decoded query images.
 
-With a :class:`~region_rerank.scorers.base.TensorImageScorer` the image is decoded once,
-copied to the scorer's device as ``uint8``, and every view (full image and/or crop) is cut
-and resized there in one batch (:func:`region_rerank.images.crop_resize`). Other scorers
-get PIL crops.
+:func:`embed_views` embeds them for a bi-encoder. With a
+:class:`~region_rerank.scorers.base.TensorImageScorer` the image is decoded once, copied
+to the scorer's device as ``uint8``, and every view is cut and resized there in one batch
+(:func:`region_rerank.images.crop_resize`). Other scorers get PIL crops.
+:func:`pair_view_scores` scores them against a pool with a cross-encoder.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from region_rerank.images import crop_pil, crop_resize, pil_to_tensor
-from region_rerank.scorers.base import Scorer, TensorImageScorer
-from region_rerank.types import Box
+from region_rerank.errors import ScorerError
+from region_rerank.images import ImageLoadOptions, crop_pil, crop_resize, pil_to_tensor
+from region_rerank.scorers.base import PairScorer, Scorer, TensorImageScorer
+from region_rerank.types import Box, Candidate, Query
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-__all__ = ["supports_tensor_path", "embed_views"]
+__all__ = ["supports_tensor_path", "embed_views", "pair_view_scores"]
+
+logger = logging.getLogger(__name__)
 
 
 def supports_tensor_path(scorer: object) -> bool:
@@ -80,3 +86,46 @@ def embed_views(
         out.append(embeddings[start : start + len(boxes)])
         start += len(boxes)
     return out
+
+
+def pair_view_scores(
+    scorer: PairScorer,
+    query: Query,
+    image: Image.Image,
+    boxes: Sequence[Box | None],
+    pool: Sequence[Candidate],
+    image_options: ImageLoadOptions | None = None,
+) -> list[list[float]]:
+    """Cross-encoder scores of ``pool`` for each view of one decoded query image.
+
+    A candidate with neither text nor images cannot be scored (a cross-encoder does not use
+    precomputed embeddings): it gets ``-inf`` and a warning, and never reaches the model.
+    Non-finite scores become ``-inf``.
+
+    Returns:
+        One row of ``len(pool)`` scores per box (``None`` = the full image).
+
+    Raises:
+        ScorerError: The scorer returned the wrong number of scores.
+    """
+    scorable = [j for j, c in enumerate(pool) if (c.text or "").strip() or c.images]
+    name = getattr(scorer, "name", type(scorer).__name__)
+    for j in sorted(set(range(len(pool))) - set(scorable)):
+        logger.warning(
+            "candidate %r has no text or image: it cannot be scored by %s; ranked last",
+            pool[j].id,
+            name,
+        )
+    subset = [pool[j] for j in scorable]
+    rows = []
+    for box in boxes:
+        row = [-math.inf] * len(pool)
+        scores = (
+            scorer.score_pairs(query, crop_pil(image, box), subset, image_options) if subset else []
+        )
+        if len(scores) != len(subset):
+            raise ScorerError(f"{name} returned {len(scores)} scores for {len(subset)} candidates")
+        for j, score in zip(scorable, scores):
+            row[j] = float(score) if math.isfinite(float(score)) else -math.inf
+        rows.append(row)
+    return rows

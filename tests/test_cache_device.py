@@ -8,9 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from region_rerank.cache import EmbeddingCache, candidate_key
+from region_rerank.cache import EmbeddingCache, candidate_key, scorer_namespace
 from region_rerank.device import resolve_device, resolve_dtype
 from region_rerank.errors import ConfigError
+from region_rerank.images import load_image
 from region_rerank.types import Candidate
 
 
@@ -105,3 +106,68 @@ def test_device_and_dtype_resolution() -> None:
         resolve_device("tpu:0")
     with pytest.raises(ConfigError, match="dtype"):
         resolve_dtype("float8", "cpu")
+
+
+def test_cached_rows_do_not_keep_the_whole_batch_alive() -> None:
+    """A row of a scorer's batch output is stored as a compact copy, so the byte bound
+    counts what the cache really holds."""
+    batch = torch.randn(64, 128)
+    cache = EmbeddingCache(max_bytes=10 * 128 * 4)
+    cache.put("row", batch[3])
+    stored = cache.get("row")
+    assert stored is not None and torch.equal(stored, batch[3])
+    assert stored.untyped_storage().nbytes() == stored.nbytes == 512
+    batch[3].zero_()  # the caller reusing its buffer must not change the cached value
+    assert cache.get("row").abs().sum() > 0  # type: ignore[union-attr]
+
+
+def test_keys_do_not_collide_across_field_boundaries() -> None:
+    text_only = Candidate("a", "x\x00img:bytes:abc")
+    text_and_image = Candidate("a", "x", images=[b"abc"])
+    assert candidate_key(text_only, "ns") != candidate_key(text_and_image, "ns")
+    one_image = Candidate("a", images=[b"abcdef"])
+    two_images = Candidate("a", images=[b"abc", b"def"])
+    assert candidate_key(one_image, "ns") != candidate_key(two_images, "ns")
+    assert candidate_key(Candidate("a", "b"), "n") != candidate_key(Candidate("a", "\x00b"), "n")
+
+
+def test_keys_follow_decoded_content_of_palette_and_exif_images() -> None:
+    """Same raw bytes but different decoded pixels (palette, EXIF orientation) -> new key."""
+    red, blue = Image.new("P", (4, 2), 0), Image.new("P", (4, 2), 0)
+    red.putpalette([255, 0, 0] * 256)
+    blue.putpalette([0, 0, 255] * 256)
+    assert load_image(red).getpixel((0, 0)) != load_image(blue).getpixel((0, 0))
+    assert candidate_key(Candidate("a", images=[red]), "ns") != candidate_key(
+        Candidate("a", images=[blue]), "ns"
+    )
+    upright = Image.new("RGB", (4, 2), "red")
+    upright.paste((0, 255, 0), (0, 0, 1, 2))
+    rotated = upright.copy()
+    rotated.getexif()[0x0112] = 6  # "rotate 90 CW" on decode
+    assert load_image(rotated).size != load_image(upright).size
+    assert candidate_key(Candidate("a", images=[upright]), "ns") != candidate_key(
+        Candidate("a", images=[rotated]), "ns"
+    )
+
+
+class _Scorer:
+    """Stand-in for a scorer object; only its identity matters for the namespace."""
+
+    name = "s"
+
+
+def test_scorer_namespace_is_never_reused_by_a_later_object() -> None:
+    first = _Scorer()
+    ns = scorer_namespace(first)
+    assert ns == scorer_namespace(first)
+    assert ns != scorer_namespace(_Scorer())
+    address = id(first)
+    del first  # freed at once by reference counting; its address is free for reuse
+    later = _Scorer()
+    for _ in range(10_000):
+        if id(later) == address:
+            break
+        later = _Scorer()
+    else:
+        pytest.skip("CPython did not reuse the freed address in 10000 allocations")
+    assert scorer_namespace(later) != ns

@@ -7,20 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from region_rerank.errors import CandidateError, ConfigError, ScorerError  # noqa: E402
-from region_rerank.images import crop_pil, crop_resize, pil_to_tensor  # noqa: E402
-from region_rerank.scorers.base import (  # noqa: E402
+from region_rerank.errors import CandidateError, ConfigError, ScorerError
+from region_rerank.images import crop_pil, crop_resize, pil_to_tensor
+from region_rerank.scorers.base import (
     CandidateEmbeddingConfig,
     TensorImageScorer,
     l2_normalize,
 )
-from region_rerank.scorers.clip import ClipScorer  # noqa: E402
-from region_rerank.types import Box, Candidate  # noqa: E402
-from tests.tiny.clip_models import (  # noqa: E402
+from region_rerank.scorers.clip import ClipScorer
+from region_rerank.types import Box, Candidate
+from tests.tiny.clip_models import (
     IMAGE_SIZE,
     TEXT_POSITIONS,
     build_tiny_clip,

@@ -185,9 +185,9 @@ def test_unreachable_threshold_gives_full_with_reason(
 ) -> None:
     decisions = _cropper(detector_dirs, family, score_threshold=1.0).decide_batch(_queries())
     assert [d.action for d in decisions] == [CropAction.FULL] * 3
+    assert [d.image_size for d in decisions] == SIZES
     for d in decisions:
         assert d.box is None and d.reason and "score_threshold=1.0" in d.reason
-        assert d.image_size is not None
 
 
 @pytest.mark.parametrize("family", FAMILIES)

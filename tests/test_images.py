@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from region_rerank.errors import ImageLoadError, ImageTooLargeError, URLFetchDisabledError
-from region_rerank.images import ImageLoadOptions, crop_pil, crop_resize, load_image, pil_to_tensor
+from region_rerank.images import (
+    ImageLoadOptions,
+    crop_pil,
+    crop_resize,
+    load_image,
+    pil_to_tensor,
+    to_rgb,
+)
 from region_rerank.types import Box
 
 
@@ -214,3 +221,15 @@ def test_fuzz_corrupted_png(data: bytes, cut: int) -> None:
     except ImageLoadError:
         return
     assert out.mode == "RGB"
+
+
+def test_caller_animation_keeps_its_frame_position() -> None:
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "green", "blue")]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    animation = Image.open(io.BytesIO(buf.getvalue()))
+    animation.seek(2)
+    out = load_image(animation)
+    assert out.getpixel((0, 0))[0] > 200  # the first (red) frame, as for bytes input
+    assert animation.tell() == 2  # the caller's object is where the caller left it
+    assert to_rgb(animation).getpixel((0, 0))[2] > 200  # still showing the blue frame

@@ -15,6 +15,7 @@ from region_rerank.croppers.question_phrases import (
     MAX_PHRASE_WORDS,
     MAX_QUESTION_CHARS,
     clean_phrases,
+    detector_texts,
     phrases_from_question,
 )
 
@@ -128,10 +129,21 @@ def test_fuzz_never_raises_and_is_bounded(question: str, max_phrases: int) -> No
     )
 )
 def test_fuzz_word_soup(words: list[str]) -> None:
-    phrases = phrases_from_question(" ".join(words))
-    assert phrases and all(0 < len(p) <= MAX_PHRASE_CHARS for p in phrases)
-    if "car" in words:
-        assert any("car" in p for p in phrases)
+    question = " ".join(words)
+    phrases = phrases_from_question(question)
+    assert 1 <= len(phrases) <= 3 and all(0 < len(p) <= MAX_PHRASE_CHARS for p in phrases)
+    # With room for every run, the question's last content word ends some phrase (a run
+    # keeps its last words). With the default limit of 3 it may be cut, see below.
+    everything = phrases_from_question(question, max_phrases=len(words) + 1)
+    if words and words[-1] in ("red", "car", "桥"):
+        assert any(p.split()[-1] == words[-1] for p in everything)
+    assert everything[: len(phrases)] == phrases
+
+
+def test_max_phrases_keeps_the_first_runs() -> None:
+    words = "桥 桥 what 桥 what red what car"
+    assert phrases_from_question(words) == ["桥 桥", "桥", "red"]
+    assert phrases_from_question(words, max_phrases=4) == ["桥 桥", "桥", "red", "car"]
 
 
 def test_clean_phrases_normalises_user_phrases() -> None:
@@ -140,3 +152,13 @@ def test_clean_phrases_normalises_user_phrases() -> None:
     assert clean_phrases(None) == []
     assert clean_phrases(["a", "b", "c", "d"], max_phrases=2) == ["a", "b"]
     assert len(clean_phrases(["y" * 10_000])[0]) == 2 * MAX_PHRASE_CHARS
+
+
+def test_detector_texts_per_family() -> None:
+    dino = detector_texts([["Red car", "St. Paul"], [""]], "grounding-dino")
+    assert dino == ["red car. st paul.", f"{GENERIC_PHRASE}."]
+    owl = detector_texts([["a"], ["b", "c", "d"]], "owlv2", "a photo of a {}")
+    assert owl == [
+        ["a photo of a a"] * 3,  # padded with its own phrase, never with " "
+        ["a photo of a b", "a photo of a c", "a photo of a d"],
+    ]

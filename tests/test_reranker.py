@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
@@ -11,7 +13,8 @@ from PIL import Image
 from region_rerank import CroppedReranker, RerankerConfig
 from region_rerank.cache import EmbeddingCache
 from region_rerank.croppers.full import FullImageCropper
-from region_rerank.errors import CandidateError, ConfigError, ImageLoadError
+from region_rerank.errors import CandidateError, ConfigError, ImageLoadError, ScorerError
+from region_rerank.fusion import fuse_scores, rank_candidates
 from region_rerank.testing import FakeCropper, FakeScorer
 from region_rerank.types import Box, Candidate, CropDecision, Query
 
@@ -59,9 +62,17 @@ def test_crop_moves_the_target_up_and_full_image_does_not() -> None:
 def test_max_fusion_never_below_full_and_reports_both() -> None:
     q = Query(scene(), "q")
     res = make(fusion="max").rerank(q, pool())
+    # Each column is attributed to the right view and the right candidate: the full-image
+    # column equals a FULL-only run, the crop column a crop-only run.
+    full_only = CroppedReranker(FullImageCropper(), FakeScorer()).rerank(q, pool())
+    crop_only = make().rerank(q, pool())
+    full_by_id = {s.candidate.id: s.score for s in full_only.ranking}
+    crop_by_id = {s.candidate.id: s.score for s in crop_only.ranking}
     for s in res.ranking:
-        assert s.full_score is not None and s.crop_score is not None
+        assert s.full_score == pytest.approx(full_by_id[s.candidate.id])
+        assert s.crop_score == pytest.approx(crop_by_id[s.candidate.id])
         assert s.score == pytest.approx(max(s.full_score, s.crop_score))
+    assert any(abs(s.full_score - s.crop_score) > 0.1 for s in res.ranking)  # type: ignore[operator]
 
 
 def test_mix_fusion_uses_retrieval_scores_and_tolerates_nan() -> None:
@@ -72,6 +83,39 @@ def test_mix_fusion_uses_retrieval_scores_and_tolerates_nan() -> None:
     nan_pool = [Candidate("x", "red", retrieval_score=math.nan), *cands]
     res = make(fusion="mix", mix_weight=1.0).rerank(q, nan_pool)
     assert res.ids[:2] == ["blue", "green"] and set(res.ids[2:]) == {"x", "red"}
+
+
+def test_mix_fusion_is_the_documented_weighted_sum_of_minmax_scores() -> None:
+    res = make(fusion="mix", mix_weight=0.25).rerank(Query(scene(), "q"), pool())
+    crop = {s.candidate.id: s.crop_score for s in res.ranking}
+    lo, hi = min(crop.values()), max(crop.values())  # type: ignore[type-var]
+    retrieval = {"blue": 1.0, "green": 0.5, "red": 0.0}  # minmax of 0.9, 0.5, 0.1
+    for s in res.ranking:
+        expected = 0.75 * (crop[s.candidate.id] - lo) / (hi - lo) + 0.25 * retrieval[s.candidate.id]
+        assert s.score == pytest.approx(expected)
+
+
+def test_fuse_scores_and_rank_candidates_directly() -> None:
+    view = [0.2, -math.inf, 0.8, 0.2]
+    assert fuse_scores(view, mode="crop") == view
+    assert fuse_scores(view, mode="max", full_scores=[0.5, 0.9, 0.1, math.nan]) == [
+        0.5,
+        -math.inf,
+        0.8,
+        0.2,
+    ]
+    mixed = fuse_scores(view, mode="mix", retrieval_scores=[1.0, 5.0, None, 3.0], mix_weight=0.5)
+    assert mixed[0] == pytest.approx(0.5 * 0.0 + 0.5 * 0.0)
+    assert mixed[1] == -math.inf  # an invalid candidate stays invalid
+    assert mixed[2] == pytest.approx(0.5 * 1.0 + 0.5 * 0.0)  # missing retrieval = lowest
+    assert mixed[3] == pytest.approx(0.5 * 0.0 + 0.5 * 0.5)  # retrieval 3 within [1, 5]
+    with pytest.raises(ValueError, match="fusion mode"):
+        fuse_scores(view, mode="avg")
+    cands = [Candidate(str(i)) for i in range(5)]
+    ranked = rank_candidates(cands, [0.5, math.nan, 0.9, 0.5, -math.inf], top_n=4)
+    assert [s.candidate.id for s in ranked] == ["2", "0", "3", "1"]  # stable; NaN last
+    assert [s.rank for s in ranked] == [1, 2, 3, 4]
+    assert [s.input_index for s in ranked] == [2, 0, 3, 1]
 
 
 @pytest.mark.parametrize("top_n,expected", [(None, 3), (1, 1), (0, 0), (10, 3)])
@@ -254,3 +298,154 @@ def test_default_components_are_lazy_and_specs_validated() -> None:
     with pytest.raises(ConfigError, match="unknown scorer"):
         _ = CroppedReranker(scorer="nope").scorer
     assert isinstance(CroppedReranker(cropper="full").cropper, FullImageCropper)
+
+
+# --------------------------------------------------------------------------- review fixes
+class ColourPairScorer:
+    """A real cross-encoder-style PairScorer: cosine of FakeScorer embeddings of the view and
+    each candidate. Like CrossEncoderScorer it refuses a candidate with nothing to score."""
+
+    name = "colour-pair"
+
+    def __init__(self) -> None:
+        self.inner = FakeScorer()
+        self.seen: list[list[str]] = []
+
+    def score_pairs(
+        self, query: Query, view: Image.Image, candidates: list[Candidate], image_options=None
+    ) -> list[float]:
+        for cand in candidates:
+            if not ((cand.text or "").strip() or cand.images):
+                raise CandidateError(f"candidate {cand.id!r} has no text or image to score")
+        self.seen.append([c.id for c in candidates])
+        view_emb = self.inner.embed_images([view])
+        cand_emb = self.inner.embed_candidates(candidates, image_options)
+        return self.inner.score(view_emb, cand_emb)[0].tolist()
+
+
+def test_box_outside_the_image_becomes_full_instead_of_failing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outside = CropDecision.region(Box(100, 0, 200, 40), source="oracle")
+    with caplog.at_level(logging.WARNING):
+        res = make(on_error="raise").rerank(Query(scene(), "q"), pool(), decision=outside)
+    assert not res.fallback and not res.decision.is_crop
+    assert "outside" in (res.decision.reason or "") and "outside" in caplog.text
+    assert res.ids[0] == "blue"  # scored against the full (mostly blue) image
+
+
+def test_box_partly_outside_is_clamped_in_the_reported_decision() -> None:
+    partly = CropDecision.region(Box(-10, -5, 20, 400), source="oracle")
+    res = make().rerank(Query(scene(), "q"), pool(), decision=partly)
+    assert res.decision.box == Box(0, 0, 20, 40) and res.decision.image_size == (80, 40)
+    assert res.ids[0] == "red" and not res.fallback
+
+
+def test_precomputed_only_pool_with_wrong_dimension_is_a_candidate_error() -> None:
+    cands = [Candidate("a", embedding=[1.0, 0.0]), Candidate("b", embedding=[0.0, 1.0])]
+    with pytest.raises(CandidateError, match=r"2 dimensions.*27"):
+        make(on_error="raise").rerank(Query(scene(), "q"), cands)
+    res = make().rerank(Query(scene(), "q"), cands)
+    assert res.fallback and "CandidateError" in (res.error or "") and res.ids == ["a", "b"]
+
+
+def test_precomputed_only_pool_is_scored_against_the_view() -> None:
+    scorer = FakeScorer()
+    red, blue = scorer.embed_texts(["red", "blue"])
+    cands = [Candidate("b", embedding=blue.tolist()), Candidate("r", embedding=red.numpy())]
+    res = make().rerank(Query(scene(), "q"), cands)
+    assert res.ids == ["r", "b"] and not res.fallback
+
+
+def test_pair_scorer_ranks_contentless_candidates_last_without_degrading(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scorer = ColourPairScorer()
+    rr = CroppedReranker(FakeCropper((0.0, 0.0, 0.25, 1.0)), scorer)
+    cands = [pool()[0], Candidate("empty"), Candidate("pre", embedding=[1.0] * 27), pool()[1]]
+    with caplog.at_level(logging.WARNING):
+        res = rr.rerank(Query(scene(), "q"), cands)
+    assert not res.fallback, res.error
+    assert res.ids[:2] == ["red", "blue"] and set(res.ids[2:]) == {"empty", "pre"}
+    assert all(s.score == -math.inf for s in res.ranking[2:])
+    assert scorer.seen == [["blue", "red"]]  # only scorable candidates reach the model
+    assert "cannot be scored" in caplog.text
+
+
+@pytest.mark.parametrize("kwargs", [{"top_n": 1.5}, {"batch_size": 2.0}, {"top_n": True}])
+def test_integer_settings_reject_non_integers(kwargs: dict) -> None:
+    with pytest.raises(ConfigError, match=next(iter(kwargs))):
+        RerankerConfig(**kwargs)
+
+
+def test_top_n_argument_must_be_an_integer() -> None:
+    with pytest.raises(ConfigError, match="top_n"):
+        make().rerank(Query(scene(), "q"), pool(), top_n=1.5)  # type: ignore[arg-type]
+
+
+def test_an_unbuildable_component_raises_even_in_fallback_mode() -> None:
+    """A wrong spec is a configuration error, not a bad query: it must not be retried (and
+    swallowed) once per query."""
+    rr = CroppedReranker(cropper="no-such-cropper", scorer=FakeScorer())
+    with pytest.raises(ConfigError, match="unknown cropper"):
+        rr.rerank(Query(scene(), "q"), pool())
+    rr = CroppedReranker(cropper=FakeCropper(LEFT_HALF), scorer="no-such-scorer")
+    with pytest.raises(ConfigError, match="unknown scorer"):
+        rr.rerank_batch([Query(scene(), "a"), Query(scene(), "b")], [pool(), pool()])
+
+
+def test_default_components_are_built_once_under_concurrent_first_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import region_rerank.factory as factory
+
+    built: list[str] = []
+    real_scorer, real_cropper = factory.build_scorer, factory.build_cropper
+
+    def slow_scorer(*args: object, **kwargs: object) -> object:
+        built.append("scorer")
+        time.sleep(0.05)  # widen the window in which a second thread could build again
+        return real_scorer(*args, **kwargs)  # type: ignore[arg-type]
+
+    def slow_cropper(*args: object, **kwargs: object) -> object:
+        built.append("cropper")
+        time.sleep(0.05)
+        return real_cropper(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(factory, "build_scorer", slow_scorer)
+    monkeypatch.setattr(factory, "build_cropper", slow_cropper)
+    rr = CroppedReranker(cropper="full", scorer="fake")
+    with ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(lambda _: rr.rerank(Query(scene(), "q"), pool()), range(8)))
+    assert sorted(built) == ["cropper", "scorer"]
+    assert all(r.ids == results[0].ids and not r.fallback for r in results)
+
+
+def test_concurrent_reranks_match_sequential_results() -> None:
+    rr = make(fusion="max")
+    cases = [
+        (Query(scene().rotate(90 * (i % 4), expand=True), f"q{i}", id=str(i)), pool()[i % 3 :])
+        for i in range(24)
+    ]
+    expected = [rr.rerank(q, p) for q, p in cases]
+    rr.cache.clear()
+    with ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(lambda qp: rr.rerank(*qp), cases))
+    for e, g in zip(expected, got):
+        assert g.ids == e.ids and g.decision == e.decision and not g.fallback
+        assert [s.score for s in g.ranking] == pytest.approx([s.score for s in e.ranking])
+
+
+class _WrongDimScorer(FakeScorer):
+    """A broken bi-encoder whose candidate embeddings do not match its image embeddings."""
+
+    def embed_candidates(self, candidates, image_options=None):  # type: ignore[no-untyped-def]
+        return super().embed_candidates(candidates, image_options)[:, :5]
+
+
+def test_scorer_with_inconsistent_dimensions_is_a_scorer_error() -> None:
+    rr = CroppedReranker(
+        FakeCropper(LEFT_HALF), _WrongDimScorer(), config=RerankerConfig(on_error="raise")
+    )
+    with pytest.raises(ScorerError, match=r"shape \(3, 5\).*27 dimensions"):
+        rr.rerank(Query(scene(), "q"), pool())

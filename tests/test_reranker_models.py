@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from region_rerank import ClipScorer, CroppedReranker, RerankerConfig
+from region_rerank.croppers.grounding import GroundingCropper, GroundingCropperConfig
 from region_rerank.testing import FakeCropper
 from region_rerank.types import Candidate, Query
 from tests.tiny.clip_models import build_tiny_clip, build_tiny_siglip, smooth_image
+from tests.tiny.detectors import build_owlv2
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +78,52 @@ def test_crop_changes_scores_and_cache_serves_second_call(scorers: dict[str, Cli
     assert any(abs(s.score - full_scores[s.candidate.id]) > 1e-4 for s in crop.ranking)
     rr.rerank(query, _pool())
     assert rr.cache.hits == 6 and rr.cache.misses == 6
+
+
+def test_eight_threads_share_one_lazily_loaded_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh reranker (detector cropper + CLIP scorer, both loaded on first use) hit by 8
+    threads at once loads each model once and gives the sequential results."""
+    import transformers
+
+    clip_dir = build_tiny_clip(tmp_path / "clip")
+    owl_dir = build_owlv2(tmp_path / "owlv2")
+    permissive = GroundingCropperConfig(
+        score_threshold=0.0, min_area_fraction=0.0, max_area_fraction=1.0
+    )
+
+    def pipeline() -> CroppedReranker:
+        return CroppedReranker(
+            GroundingCropper(str(owl_dir), config=permissive),
+            ClipScorer(str(clip_dir), device="cpu"),
+            config=RerankerConfig(fusion="max"),
+        )
+
+    queries = [
+        Query(smooth_image(60 + 7 * i, 50, seed=i), "the red car?", id=str(i)) for i in range(16)
+    ]
+    pools = [_pool(3 + i % 3) for i in range(16)]
+    reference = pipeline()
+    expected = [reference.rerank(q, p) for q, p in zip(queries, pools)]
+
+    loads: list[str] = []
+    for cls in (transformers.AutoModel, transformers.AutoModelForZeroShotObjectDetection):
+        original = cls.from_pretrained
+
+        def counting(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            loads.append(str(args[0]))
+            time.sleep(0.05)  # widen the window in which a second thread could load again
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", staticmethod(counting))
+    shared = pipeline()
+    with ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(shared.rerank, queries, pools))
+    assert sorted(loads) == sorted([str(clip_dir), str(owl_dir)])
+    for e, g in zip(expected, got):
+        assert not g.fallback, g.error
+        assert g.decision.action == e.decision.action and g.ids == e.ids
+        if e.decision.box is not None:
+            assert g.decision.box.as_tuple() == pytest.approx(e.decision.box.as_tuple(), abs=1e-3)
+        assert [s.score for s in g.ranking] == pytest.approx([s.score for s in e.ranking], abs=1e-5)

@@ -4,24 +4,26 @@
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("sentence_transformers")
+pytest.importorskip("sentence_transformers", reason="needs the sbert extra (sentence-transformers)")
 
-from region_rerank.errors import CandidateError, ConfigError, ScorerError  # noqa: E402
-from region_rerank.scorers.base import PairScorer, Scorer, l2_normalize  # noqa: E402
-from region_rerank.scorers.clip import ClipScorer  # noqa: E402
-from region_rerank.scorers.cross_encoder import CrossEncoderScorer  # noqa: E402
-from region_rerank.scorers.sentence_transformers import (  # noqa: E402
+from region_rerank.errors import CandidateError, ConfigError, ScorerError
+from region_rerank.scorers.base import PairScorer, Scorer, l2_normalize
+from region_rerank.scorers.clip import ClipScorer
+from region_rerank.scorers.cross_encoder import CrossEncoderScorer
+from region_rerank.scorers.sentence_transformers import (
     SentenceTransformerScorer,
     progress_enabled,
 )
-from region_rerank.types import Candidate, Query  # noqa: E402
-from tests.tiny.clip_models import (  # noqa: E402
+from region_rerank.types import Candidate, Query
+from tests.tiny.clip_models import (
     build_tiny_clip,
     build_tiny_st_clip,
     build_tiny_st_clip_legacy,
@@ -271,3 +273,58 @@ def test_cross_encoder_rejects_text_only_and_missing_models(
         missing.score_pairs(query, view, [Candidate("a", text="a")])
     with pytest.raises(ConfigError):
         CrossEncoderScorer("x", batch_size=0)
+
+
+# ---------------------------------------------------------------- shared loading
+
+
+def test_injected_objects_without_the_needed_method_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"no encode\(\)"):
+        SentenceTransformerScorer("mine", model_obj=object()).embed_texts(["x"])
+    view = smooth_image(32, 32)
+    with pytest.raises(ConfigError, match=r"no predict\(\)"):
+        CrossEncoderScorer("mine", model_obj=object()).score_pairs(
+            Query(image=view, question="q"), view, [Candidate("a", text="a")]
+        )
+
+
+def test_concurrent_first_use_loads_the_model_once(
+    st_folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sentence_transformers
+
+    loads: list[str] = []
+
+    class CountingSentenceTransformer(sentence_transformers.SentenceTransformer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            loads.append(str(args[0]))
+            time.sleep(0.05)  # widen the window in which a second thread could load again
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", CountingSentenceTransformer)
+    scorer = SentenceTransformerScorer(str(st_folders["st_clip"]), device="cpu")
+    with ThreadPoolExecutor(8) as ex:
+        outs = list(ex.map(lambda t: scorer.embed_texts([t]), TEXTS * 2))
+    assert loads == [str(st_folders["st_clip"])]
+    reference = scorer.embed_texts(TEXTS * 2)
+    assert torch.allclose(torch.cat(outs), reference, atol=1e-5)
+
+
+def test_reranker_with_a_cross_encoder_keeps_unscorable_candidates_last(
+    cross: CrossEncoderScorer,
+) -> None:
+    from region_rerank import CroppedReranker, RerankerConfig
+    from region_rerank.testing import FakeCropper
+
+    rr = CroppedReranker(
+        FakeCropper((0.1, 0.1, 0.7, 0.8)), cross, config=RerankerConfig(on_error="raise")
+    )
+    view = smooth_image(90, 70, seed=1)
+    cands = [*_candidates()[:3], Candidate("empty"), Candidate("pre", embedding=[1.0, 0.0])]
+    res = rr.rerank(Query(image=view, question=QUESTION), cands)
+    assert not res.fallback and len(res.ranking) == 5
+    assert set(res.ids[3:]) == {"empty", "pre"}
+    assert [s.score for s in res.ranking[3:]] == [float("-inf")] * 2
+    crop = view.crop(res.decision.box.as_int_tuple())  # type: ignore[union-attr]
+    direct = cross.score_pairs(Query(image=view, question=QUESTION), crop, _candidates()[:3])
+    assert sorted(s.score for s in res.ranking[:3]) == pytest.approx(sorted(direct), abs=1e-5)

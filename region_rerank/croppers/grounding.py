@@ -31,21 +31,22 @@ Example:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from region_rerank._optional import require
-from region_rerank._validate import check_choice, check_range
+from region_rerank._validate import check_choice, check_int, check_range
 from region_rerank.boxes import ensure_min_size, pad_box, sanitize_box
 from region_rerank.croppers.base import BaseCropper
 from region_rerank.croppers.question_phrases import (
-    GENERIC_PHRASE,
     clean_phrases,
+    detector_texts,
     phrases_from_question,
 )
-from region_rerank.device import resolve_device, resolve_dtype
+from region_rerank.device import DTYPE_NAMES, from_pretrained, resolve_device_dtype
 from region_rerank.errors import ConfigError, CropperError
 from region_rerank.images import ImageLoadOptions, load_image
 from region_rerank.types import CropDecision, Query
@@ -67,12 +68,6 @@ _DEFAULT_THRESHOLD = {"owlvit": 0.1, "owlv2": 0.2, "grounding-dino": 0.35}
 _OWL_TEMPLATE = "a photo of a {}"
 _DEFAULT_TEMPLATE = {"owlvit": _OWL_TEMPLATE, "owlv2": _OWL_TEMPLATE, "grounding-dino": "{}"}
 _SUMMARY_TOP = 3
-
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name}={value!r} must be an int")
-    check_range(name, value, low, high)
 
 
 @dataclass(frozen=True)
@@ -130,7 +125,7 @@ class GroundingCropperConfig:
                     f"query_template={t!r} must be a str with exactly one '{{}}' placeholder "
                     "and no other braces, e.g. 'a photo of a {}'"
                 )
-        _check_int("max_phrases", self.max_phrases, 1, 16)
+        check_int("max_phrases", self.max_phrases, 1, 16)
         check_range("min_area_fraction", self.min_area_fraction, 0.0, 1.0, high_inclusive=False)
         check_range("max_area_fraction", self.max_area_fraction, 0.0, 1.0, low_inclusive=False)
         if self.min_area_fraction >= self.max_area_fraction:
@@ -139,9 +134,9 @@ class GroundingCropperConfig:
                 f"max_area_fraction={self.max_area_fraction!r}"
             )
         check_range("padding", self.padding, 0.0, 2.0)
-        _check_int("min_crop_size", self.min_crop_size, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        check_choice("dtype", self.dtype, ["auto", "float32", "float16", "bfloat16"])
+        check_int("min_crop_size", self.min_crop_size, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_choice("dtype", self.dtype, DTYPE_NAMES)
 
     def threshold_for(self, family: str) -> float:
         """The score threshold used for ``family``."""
@@ -201,6 +196,9 @@ class GroundingCropper(BaseCropper):
         self._family: str | None = None
         self._device: Any = None
         self._dtype: Any = None
+        # Guards the one-time load, and the processor: its fast (Rust) tokenizer must not be
+        # reconfigured by one thread while another encodes.
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"GroundingCropper(model={self.model_name!r}, family={self._family!r})"
@@ -213,19 +211,24 @@ class GroundingCropper(BaseCropper):
         return self._family
 
     def load(self) -> GroundingCropper:
-        """Load the processor and model now (otherwise done on first use). Returns self."""
-        if self._family is not None:
-            return self
+        """Load the processor and model now (otherwise done on first use, once even when
+        several threads ask at once). Returns self."""
+        if self._family is None:
+            with self._lock:
+                if self._family is None:
+                    self._load_now()
+        return self
+
+    def _load_now(self) -> None:
         transformers = require("transformers", feature="GroundingCropper")
         try:
             if self._processor is None:
                 self._processor = transformers.AutoProcessor.from_pretrained(self.model_name)
             if self._model is None:
-                device = resolve_device(self.config.device)
-                dtype = resolve_dtype(self.config.dtype, device)
+                device, dtype = resolve_device_dtype(self.config.device, self.config.dtype)
                 auto = transformers.AutoModelForZeroShotObjectDetection
-                model = auto.from_pretrained(self.model_name)
-                self._model = model.to(device=device, dtype=dtype).eval()
+                model = from_pretrained(auto, self.model_name, dtype=dtype)
+                self._model = model.to(device).eval()
         except (OSError, ValueError, KeyError) as exc:
             raise CropperError(
                 f"GroundingCropper could not load detector {self.model_name!r}: {exc}"
@@ -245,7 +248,6 @@ class GroundingCropper(BaseCropper):
             family = MODEL_FAMILIES[model_type]
         self._family = family
         logger.info("GroundingCropper loaded %s (%s) on %s", self.model_name, family, self._device)
-        return self
 
     def phrases_for(self, question: str) -> list[str]:
         """The detector phrases for ``question`` (``query_fn`` or the default heuristic).
@@ -266,23 +268,6 @@ class GroundingCropper(BaseCropper):
             return phrases_from_question(question, limit)
         return phrases
 
-    def _texts(self, phrase_lists: list[list[str]]) -> Any:
-        family = self._family
-        assert family is not None
-        template = self.config.template_for(family)
-        if family == "grounding-dino":
-            out = []
-            for phrases in phrase_lists:
-                parts = [" ".join(template.format(p).replace(".", " ").split()) for p in phrases]
-                parts = [p.lower() for p in parts if p] or [GENERIC_PHRASE]
-                out.append(". ".join(parts) + ".")
-            return out
-        # OWL: one list of queries per image. The processor pads shorter lists with " "
-        # queries whose logits would compete in the max over classes, so pad by repeating
-        # each image's own queries instead (label i then means phrase i % len(phrases)).
-        n = max(len(p) for p in phrase_lists)
-        return [[template.format(p) for p in (phrases * n)[:n]] for phrases in phrase_lists]
-
     def _detect(self, images: list[Any], phrase_lists: list[list[str]]) -> list[list[_Detection]]:
         """Run the detector on ``images``; detections above the threshold, in pixels."""
         import torch
@@ -290,13 +275,14 @@ class GroundingCropper(BaseCropper):
         family = self._family
         assert family is not None and self._processor is not None
         threshold = self.config.threshold_for(family)
-        texts = self._texts(phrase_lists)
+        texts = detector_texts(phrase_lists, family, self.config.template_for(family))
         kwargs: dict[str, Any] = {"return_tensors": "pt", "truncation": True}
         if family == "grounding-dino":
             # The model fails on more than config.max_text_len tokens: truncate to it.
             kwargs["padding"] = True
             kwargs["max_length"] = int(getattr(self._model.config, "max_text_len", 256))
-        inputs = self._processor(images=images, text=texts, **kwargs)
+        with self._lock:
+            inputs = self._processor(images=images, text=texts, **kwargs)
         moved = {k: v.to(self._device) if hasattr(v, "to") else v for k, v in inputs.items()}
         moved["pixel_values"] = moved["pixel_values"].to(self._dtype)
         with torch.inference_mode():
@@ -335,7 +321,7 @@ class GroundingCropper(BaseCropper):
                 " ".join(w for w in str(t).split() if w not in specials)
                 for t in result["text_labels"]
             ]
-        else:  # label i is phrase i % len(phrases), see _texts
+        else:  # label i is phrase i % len(phrases), see detector_texts
             labels = [phrases[int(i) % len(phrases)] for i in result["labels"].tolist()]
         dets = [
             _Detection((b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy), float(s), label)

@@ -44,6 +44,7 @@ import unicodedata
 __all__ = [
     "phrases_from_question",
     "clean_phrases",
+    "detector_texts",
     "GENERIC_PHRASE",
     "MAX_QUESTION_CHARS",
     "MAX_WORDS",
@@ -278,3 +279,32 @@ def clean_phrases(raw: object, max_phrases: int = 3) -> list[str]:
         if phrase and phrase not in out:
             out.append(phrase)
     return out[: max(1, max_phrases)]
+
+
+def detector_texts(
+    phrase_lists: list[list[str]], family: str, template: str = "{}"
+) -> list[str] | list[list[str]]:
+    """The text input of a detector ``family`` for a batch of images, one phrase list each.
+
+    Each phrase is wrapped in ``template``. Grounding DINO takes one lower-case string per
+    image, ``"phrase one. phrase two."`` (dots inside phrases become spaces). OWL models
+    take one list of queries per image, all of the same length: the processor would pad
+    shorter lists with ``" "`` queries whose logits compete in the max over classes, so
+    each list is padded by repeating its own phrases (label ``i`` then means phrase
+    ``i % len(phrases)``).
+
+    Example:
+        >>> detector_texts([["red car", "st. paul"]], "grounding-dino")
+        ['red car. st paul.']
+        >>> detector_texts([["a"], ["b", "c"]], "owlv2", "a photo of a {}")
+        [['a photo of a a', 'a photo of a a'], ['a photo of a b', 'a photo of a c']]
+    """
+    if family == "grounding-dino":
+        out = []
+        for phrases in phrase_lists:
+            parts = [" ".join(template.format(p).replace(".", " ").split()) for p in phrases]
+            parts = [p.lower() for p in parts if p] or [GENERIC_PHRASE]
+            out.append(". ".join(parts) + ".")
+        return out
+    n = max(len(p) for p in phrase_lists)
+    return [[template.format(p) for p in (phrases * n)[:n]] for phrases in phrase_lists]

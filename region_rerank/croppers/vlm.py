@@ -24,6 +24,7 @@ from region_rerank.croppers.vlm_output import (
     decision_from_output,
     format_prompt,
 )
+from region_rerank.device import DTYPE_NAMES, from_pretrained, resolve_device_dtype
 from region_rerank.errors import ConfigError
 from region_rerank.images import load_image
 from region_rerank.types import CropDecision, Query
@@ -44,8 +45,6 @@ FAMILY_FRAMES: dict[str, CoordFrame] = {
     "qwen2_vl": CoordFrame.NORM_1000,
     "qwen3_vl": CoordFrame.NORM_1000,
 }
-
-_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ class VLMCropperConfig:
                 check_range(name, getattr(self, name), 1)
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ConfigError(f"min_pixels={self.min_pixels} exceeds max_pixels={self.max_pixels}")
-        check_choice("dtype", self.dtype, _DTYPES)
+        check_choice("dtype", self.dtype, DTYPE_NAMES)
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"device={self.device!r} must be 'auto' or a torch device string")
         if self.prompt_template is not None:
@@ -210,18 +209,15 @@ class VLMCropper(BaseCropper):
         )
 
     def _load_model(self) -> Any:
-        import torch
         from transformers import AutoModelForImageTextToText
 
-        from region_rerank.device import resolve_device, resolve_dtype
-
-        device = resolve_device(self.config.device)
-        if self.config.dtype == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
-            dtype = torch.bfloat16
-        else:
-            dtype = resolve_dtype(self.config.dtype, device)
-        model = AutoModelForImageTextToText.from_pretrained(
-            self.model_name, dtype=dtype, trust_remote_code=self.config.trust_remote_code
+        cfg = self.config
+        device, dtype = resolve_device_dtype(cfg.device, cfg.dtype, prefer_bf16=True)
+        model = from_pretrained(
+            AutoModelForImageTextToText,
+            self.model_name,
+            dtype=dtype,
+            trust_remote_code=cfg.trust_remote_code,
         )
         if self.config.adapter is not None:
             peft = require("peft", feature="VLMCropper adapters")

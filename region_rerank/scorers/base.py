@@ -128,9 +128,10 @@ class PairScorer(Protocol):
 class CandidateEmbeddingConfig:
     """How a candidate's image(s) and text combine into one embedding.
 
-    ``embedding = normalise(image_weight * mean(image embeddings) + text_weight * text)``,
-    the reference system's recipe with both weights 1. A candidate with only text or only
-    images uses what it has. Text is cut at ``max_text_chars`` characters.
+    ``embedding = normalise(image_weight * img + text_weight * text)`` with
+    ``img = normalise(mean(image embeddings))``: the reference system's recipe (one image,
+    both weights 1). A candidate with only text or only images uses what it has. Text is
+    cut at ``max_text_chars`` characters.
     """
 
     image_weight: float = 1.0
@@ -176,7 +177,7 @@ class BaseEmbeddingScorer:
     def embed_candidates(
         self, candidates: Sequence[Candidate], image_options: ImageLoadOptions | None = None
     ) -> torch.Tensor:
-        """Embed candidates: ``normalise(w_img * mean(images) + w_txt * text)``.
+        """Embed candidates: ``normalise(w_img * normalise(mean(images)) + w_txt * text)``.
 
         Raises:
             CandidateError: A candidate has neither usable text nor images.

@@ -17,11 +17,18 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from region_rerank._validate import check_range
-from region_rerank.device import resolve_device, resolve_dtype
+from region_rerank._validate import check_choice, check_range
+from region_rerank.device import (
+    DTYPE_NAMES,
+    from_pretrained,
+    resolve_device,
+    resolve_device_dtype,
+    resolve_dtype,
+)
 from region_rerank.errors import ConfigError, ScorerError
 from region_rerank.images import load_image
 from region_rerank.scorers.base import (
@@ -124,8 +131,8 @@ class ClipScorer(BaseEmbeddingScorer):
         check_range("batch_size", batch_size, 1)
         if max_text_tokens is not None:
             check_range("max_text_tokens", max_text_tokens, 1)
-        if isinstance(dtype, str) and dtype not in ("auto", "float32", "float16", "bfloat16"):
-            resolve_dtype(dtype, "cpu")  # raises ConfigError naming the allowed values
+        if isinstance(dtype, str):
+            check_choice("dtype", dtype, DTYPE_NAMES)
         self.model_id = str(model)
         self.name = f"clip:{self.model_id}"
         self.batch_size = int(batch_size)
@@ -140,6 +147,9 @@ class ClipScorer(BaseEmbeddingScorer):
         self._tokenizer: Any = None
         self._spec: ImageSpec | None = None
         self._loaded = False
+        # Guards the one-time load, and the tokenizer, whose fast (Rust) backend must not
+        # be reconfigured by one thread while another encodes.
+        self._lock = threading.RLock()
         if self.trust_remote_code:
             logger.warning(
                 "ClipScorer(%r, trust_remote_code=True) will execute code from the model "
@@ -149,14 +159,19 @@ class ClipScorer(BaseEmbeddingScorer):
 
     # ------------------------------------------------------------------ loading
     def _load(self) -> None:
+        """Load the model and processor once, even when several threads ask at once."""
         if self._loaded:
             return
+        with self._lock:
+            if not self._loaded:
+                self._load_now()
+
+    def _load_now(self) -> None:
         import torch
 
         model = self._model
         if model is None:
-            device = resolve_device(self._device_arg)
-            dtype = resolve_dtype(self._dtype_arg, device)
+            device, dtype = resolve_device_dtype(self._device_arg, self._dtype_arg)
             model = self._from_pretrained(dtype).to(device)
         elif self._device_arg not in (None, "auto") or self._dtype_arg not in (None, "auto"):
             device = resolve_device(self._device_arg) if self._device_arg != "auto" else None
@@ -209,14 +224,12 @@ class ClipScorer(BaseEmbeddingScorer):
         )
 
     def _from_pretrained(self, dtype: Any) -> Any:
-        import transformers
         from transformers import AutoModel
 
-        major = int(transformers.__version__.split(".")[0])
-        dtype_kw = "dtype" if major >= 5 else "torch_dtype"
-        kwargs = {dtype_kw: dtype, "trust_remote_code": self.trust_remote_code}
         try:
-            return AutoModel.from_pretrained(self.model_id, **kwargs)
+            return from_pretrained(
+                AutoModel, self.model_id, dtype=dtype, trust_remote_code=self.trust_remote_code
+            )
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(
                 f"ClipScorer cannot load model {self.model_id!r}: {exc}. Pass a hub id such as "
@@ -319,13 +332,14 @@ class ClipScorer(BaseEmbeddingScorer):
         chunks = []
         for start in range(0, len(texts), self.batch_size):
             batch = [str(t) for t in texts[start : start + self.batch_size]]
-            enc = self._tokenizer(
-                batch,
-                padding=padding,
-                truncation=True,
-                max_length=self._max_text_tokens,
-                return_tensors="pt",
-            )
+            with self._lock:
+                enc = self._tokenizer(
+                    batch,
+                    padding=padding,
+                    truncation=True,
+                    max_length=self._max_text_tokens,
+                    return_tensors="pt",
+                )
             inputs = {k: enc[k].to(self.device) for k in _TEXT_KEYS if k in enc}
             with torch.inference_mode():
                 out = _features(self._model.get_text_features(**inputs), "text")

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from region_rerank._optional import require
 from region_rerank._validate import check_range
 from region_rerank.device import resolve_device
 from region_rerank.errors import CandidateError, ConfigError, ScorerError
 from region_rerank.images import ImageLoadOptions, load_image
-from region_rerank.scorers.sentence_transformers import progress_enabled
+from region_rerank.scorers._st_loading import load_st_model, progress_enabled, warn_remote_code
 from region_rerank.types import Candidate, Query
 
 if TYPE_CHECKING:
@@ -95,50 +95,39 @@ class CrossEncoderScorer:
         self._device_arg = device
         self._model: Any = model_obj
         self._loaded = False
+        self._load_lock = threading.Lock()
         if self.trust_remote_code:
-            logger.warning(
-                "CrossEncoderScorer(%r, trust_remote_code=True) will execute code from the "
-                "model repository; only enable it for repositories you trust",
-                self.model_id,
-            )
+            warn_remote_code(FEATURE, self.model_id)
 
     def _load(self) -> Any:
+        """Load the model once, even when several threads ask at once."""
         if self._loaded:
             return self._model
-        st = require("sentence_transformers", feature=FEATURE)
-        model = self._model
-        if model is None:
-            try:
-                model = st.CrossEncoder(
-                    self.model_id,
-                    device=str(resolve_device(self._device_arg)),
+        with self._load_lock:
+            if not self._loaded:
+                model = load_st_model(
+                    "CrossEncoder",
+                    feature=FEATURE,
+                    model_id=self.model_id,
+                    model_obj=self._model,
+                    device=self._device_arg,
                     trust_remote_code=self.trust_remote_code,
-                    **self.model_kwargs,
+                    model_kwargs=self.model_kwargs,
+                    required_method="predict",
+                    what="a cross-encoder model",
                 )
-            except (OSError, ValueError, KeyError) as exc:
-                raise ConfigError(
-                    f"{FEATURE} cannot load model {self.model_id!r}: {exc}. Pass a cross-encoder "
-                    "model name or a folder written by CrossEncoder.save"
-                ) from exc
-        elif self._device_arg not in (None, "auto"):
-            model = model.to(resolve_device(self._device_arg))
-        if not callable(getattr(model, "predict", None)):
-            raise ConfigError(
-                f"{FEATURE} needs a sentence-transformers CrossEncoder; {self.model_id!r} is "
-                f"{type(model).__name__}, which has no predict()"
-            )
-        supports = getattr(model, "supports", None)
-        if not (callable(supports) and supports("image")):
-            raise ConfigError(
-                f"{FEATURE} needs a multimodal cross-encoder that accepts images (the query side "
-                f"is the cropped view); {self.model_id!r} is text-only. Use a bi-encoder scorer "
-                "(ClipScorer, SentenceTransformerScorer) or a multimodal reranker"
-            )
-        model.eval()
-        self._model = model
-        self._loaded = True
-        logger.debug("loaded cross-encoder %s on %s", self.model_id, self.device)
-        return model
+                supports = getattr(model, "supports", None)
+                if not (callable(supports) and supports("image")):
+                    raise ConfigError(
+                        f"{FEATURE} needs a multimodal cross-encoder that accepts images (the "
+                        f"query side is the cropped view); {self.model_id!r} is text-only. Use "
+                        "a bi-encoder scorer (ClipScorer, SentenceTransformerScorer) or a "
+                        "multimodal reranker"
+                    )
+                self._model = model
+                self._loaded = True
+                logger.debug("loaded cross-encoder %s on %s", self.model_id, self.device)
+        return self._model
 
     @property
     def model(self) -> Any:

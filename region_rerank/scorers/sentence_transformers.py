@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from region_rerank._optional import require
 from region_rerank._validate import check_range
 from region_rerank.device import resolve_device
 from region_rerank.errors import CandidateError, ConfigError, ScorerError
 from region_rerank.images import ImageLoadOptions, load_image
+from region_rerank.scorers._st_loading import load_st_model, progress_enabled, warn_remote_code
 from region_rerank.scorers.base import BaseEmbeddingScorer, CandidateEmbeddingConfig, l2_normalize
 from region_rerank.types import Candidate
 
@@ -33,11 +34,6 @@ __all__ = ["SentenceTransformerScorer", "progress_enabled"]
 logger = logging.getLogger(__name__)
 
 FEATURE = "SentenceTransformerScorer"
-
-
-def progress_enabled(log: logging.Logger) -> bool:
-    """sentence-transformers' convention: progress bars only at INFO or DEBUG level."""
-    return log.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
 
 
 def _supports_images(model: Any) -> bool:
@@ -93,48 +89,37 @@ class SentenceTransformerScorer(BaseEmbeddingScorer):
         self._device_arg = device
         self._model: Any = model_obj
         self._loaded = False
+        self._load_lock = threading.Lock()
         if self.trust_remote_code:
-            logger.warning(
-                "SentenceTransformerScorer(%r, trust_remote_code=True) will execute code from "
-                "the model repository; only enable it for repositories you trust",
-                self.model_id,
-            )
+            warn_remote_code(FEATURE, self.model_id)
 
     def _load(self) -> Any:
+        """Load the model once, even when several threads ask at once."""
         if self._loaded:
             return self._model
-        st = require("sentence_transformers", feature=FEATURE)
-        model = self._model
-        if model is None:
-            device = resolve_device(self._device_arg)
-            try:
-                model = st.SentenceTransformer(
-                    self.model_id,
-                    device=str(device),
+        with self._load_lock:
+            if not self._loaded:
+                model = load_st_model(
+                    "SentenceTransformer",
+                    feature=FEATURE,
+                    model_id=self.model_id,
+                    model_obj=self._model,
+                    device=self._device_arg,
                     trust_remote_code=self.trust_remote_code,
-                    **self.model_kwargs,
+                    model_kwargs=self.model_kwargs,
+                    required_method="encode",
+                    what="a sentence-transformers model",
                 )
-            except (OSError, ValueError, KeyError) as exc:
-                raise ConfigError(
-                    f"{FEATURE} cannot load model {self.model_id!r}: {exc}. Pass a "
-                    "sentence-transformers model name or a folder written by "
-                    "SentenceTransformer.save"
-                ) from exc
-        elif self._device_arg not in (None, "auto"):
-            model = model.to(resolve_device(self._device_arg))
-        if not callable(getattr(model, "encode", None)):
-            raise ConfigError(
-                f"{FEATURE} needs a SentenceTransformer; {self.model_id!r} is "
-                f"{type(model).__name__}, which has no encode()"
-            )
-        model.eval()
-        self._model = model
-        self._images = _supports_images(model)
-        self._loaded = True
-        logger.debug(
-            "loaded %s on %s (images supported: %s)", self.model_id, self.device, self._images
-        )
-        return model
+                self._images = _supports_images(model)
+                self._model = model
+                self._loaded = True
+                logger.debug(
+                    "loaded %s on %s (images supported: %s)",
+                    self.model_id,
+                    self.device,
+                    self._images,
+                )
+        return self._model
 
     @property
     def model(self) -> Any:

@@ -1,0 +1,85 @@
+"""Loading shared by the sentence-transformers scorers (bi-encoder and cross-encoder)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from region_rerank._optional import require
+from region_rerank.device import resolve_device
+from region_rerank.errors import ConfigError
+
+__all__ = ["progress_enabled", "warn_remote_code", "load_st_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def progress_enabled(log: logging.Logger) -> bool:
+    """sentence-transformers' convention: progress bars only at INFO or DEBUG level."""
+    return log.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
+
+
+def warn_remote_code(feature: str, model_id: str) -> None:
+    """Log that ``trust_remote_code=True`` will run code from ``model_id``'s repository."""
+    logger.warning(
+        "%s(%r, trust_remote_code=True) will execute code from the model repository; only "
+        "enable it for repositories you trust",
+        feature,
+        model_id,
+    )
+
+
+def load_st_model(
+    cls_name: str,
+    *,
+    feature: str,
+    model_id: str,
+    model_obj: Any,
+    device: Any,
+    trust_remote_code: bool,
+    model_kwargs: dict[str, Any],
+    required_method: str,
+    what: str,
+) -> Any:
+    """Load (or adopt) a sentence-transformers model and put it in eval mode.
+
+    Args:
+        cls_name: ``"SentenceTransformer"`` or ``"CrossEncoder"``.
+        feature: The scorer class, named in errors.
+        model_id: Model name or folder.
+        model_obj: An already loaded model, used instead of loading ``model_id``.
+        device: ``"auto"`` or a device. An injected ``model_obj`` is moved only when this
+            is not ``"auto"`` / ``None``.
+        trust_remote_code: Passed to the constructor.
+        model_kwargs: Extra constructor keyword arguments.
+        required_method: The method the model must have (``"encode"``, ``"predict"``).
+        what: How the model is described in errors (``"a sentence-transformers model"``).
+
+    Raises:
+        ImportError: sentence-transformers is not installed.
+        ConfigError: The model cannot be loaded or lacks ``required_method``.
+    """
+    st = require("sentence_transformers", feature=feature)
+    model = model_obj
+    if model is None:
+        try:
+            model = getattr(st, cls_name)(
+                model_id,
+                device=str(resolve_device(device)),
+                trust_remote_code=trust_remote_code,
+                **model_kwargs,
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(
+                f"{feature} cannot load model {model_id!r}: {exc}. Pass {what} name or a "
+                f"folder written by {cls_name}.save"
+            ) from exc
+    elif device not in (None, "auto"):
+        model = model.to(resolve_device(device))
+    if not callable(getattr(model, required_method, None)):
+        raise ConfigError(
+            f"{feature} needs a sentence-transformers {cls_name}; {model_id!r} is "
+            f"{type(model).__name__}, which has no {required_method}()"
+        )
+    model.eval()
+    return model
