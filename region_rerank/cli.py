@@ -56,7 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--json", action="store_true", help="print the decision as JSON")
     _add_pools_parser(sub)
     _add_eval_parser(sub)
+    _add_demo_parser(sub)
     return parser
+
+
+def _add_demo_parser(sub: Any) -> None:
+    demo = sub.add_parser(
+        "demo", help="the offline end-to-end comparison on the synthetic clutter world"
+    )
+    demo.add_argument("--out", default="out/demo", help="output folder (world + report)")
+    demo.add_argument("--n-test", type=int, default=500, help="test queries to generate")
+    demo.add_argument("--seed", type=int, default=0, help="world seed")
+    demo.add_argument("--no-resume", action="store_true", help="recompute every method")
 
 
 def _add_data_args(cmd: argparse.ArgumentParser) -> None:
@@ -239,6 +250,16 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from region_rerank.demo.run import run_demo
+    from region_rerank.eval.metrics import format_markdown_table
+
+    results = run_demo(args.out, n_test=args.n_test, seed=args.seed, resume=not args.no_resume)
+    print(format_markdown_table(results), end="")
+    print(f"wrote {args.out}/report (metrics.json, metrics.md, methods.png, examples.png)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``region-rerank`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -251,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _pools(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "demo":
+            return _demo(args)
     except (RegionRerankError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,387 @@
+"""Query scenes: a target entity among distractors and clutter, a referring question, the box.
+
+Each scene is built so the question is *needed* to find the target and is unambiguous:
+
+* ``position`` -- "the object in the top-left corner" (target centre in that quadrant and
+  at most 0.75x the corner distance of any other object) or "the leftmost object" (target
+  centre at least 6% of the canvas width left of every other centre, left edge too).
+* ``size`` -- "the largest / smallest object" (box area at least 1.3x apart from all others).
+* ``attribute`` -- "the striped object", "the red object", "the star": no other object in
+  the scene shares that colour, pattern or shape.
+* ``relation`` -- "the object left of the red star": the anchor is the only object of its
+  colour and shape; the target is entirely on that side of it with overlapping span, and
+  no other object's centre is on that side with an overlapping span.
+
+Every query uses its own generator seeded by ``(seed, crc32(split), index)``, so a query
+does not depend on the ones before it and splits with the same seed still differ.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from region_rerank._validate import check_choice, check_range
+from region_rerank.demo._layout import BoxT, compose, layout
+from region_rerank.demo.entities import PATTERN_WORDS, Entity, render_entity
+from region_rerank.errors import ConfigError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "QUESTION_TYPES",
+    "DEFAULT_TEMPLATES",
+    "HELDOUT_TEMPLATES",
+    "SceneConfig",
+    "SceneObject",
+    "SceneQuery",
+    "load_templates",
+    "validate_templates",
+    "generate_queries",
+    "iter_queries",
+]
+
+QUESTION_TYPES: tuple[str, ...] = ("position", "size", "attribute", "relation")
+#: Default question phrasings; ``{ref}`` is replaced by the referring expression.
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "When was {ref} first recorded?",
+    "What is the name of {ref}?",
+    "Where was {ref} first recorded?",
+    "Which collection holds the best-known specimen of {ref}?",
+    "What is the catalogue number of {ref}?",
+    "What is {ref} called?",
+    "In which region was {ref} first found?",
+    "Tell me the name of {ref}.",
+)
+#: Held-out phrasings (different wording) for robustness tests of croppers.
+HELDOUT_TEMPLATES: tuple[str, ...] = (
+    "Could you tell me in what year {ref} was documented for the first time?",
+    "I'm curious about {ref}: what do people call it?",
+    "{ref} -- which museum keeps its most famous example?",
+    "Looking at {ref}, where did it originally come from?",
+    "Name {ref}, please.",
+    "What catalogue entry describes {ref}?",
+)
+
+_CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+_SIDES = ("left", "right", "top", "bottom")
+_EXTREME_WORDS = {
+    "left": "the leftmost object",
+    "right": "the rightmost object",
+    "top": "the topmost object",
+    "bottom": "the bottommost object",
+}
+_RELATION_WORDS = {"left": "left of", "right": "right of", "top": "above", "bottom": "below"}
+_SPLIT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MAX_ATTEMPTS = 60
+
+
+def validate_templates(templates: Sequence[str], source: str = "templates") -> tuple[str, ...]:
+    """Check that every template has exactly the ``{ref}`` placeholder; return a tuple.
+
+    Raises:
+        ConfigError: Naming ``source`` and the bad template.
+    """
+    if isinstance(templates, str) or not templates:
+        raise ConfigError(f"{source}: need a non-empty list of templates, got {templates!r}")
+    out = []
+    for i, tpl in enumerate(templates):
+        where = f"{source}[{i}]"
+        if not isinstance(tpl, str):
+            raise ConfigError(f"{where}: templates must be str, got {type(tpl).__name__}")
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(tpl) if f is not None]
+        except ValueError as exc:
+            raise ConfigError(f"{where}={tpl!r} is not a valid template: {exc}") from exc
+        if "ref" not in fields:
+            raise ConfigError(f"{where}={tpl!r} has no {{ref}} placeholder")
+        if any(f != "ref" for f in fields):
+            raise ConfigError(f"{where}={tpl!r}: only the {{ref}} placeholder is allowed")
+        out.append(tpl.strip())
+    return tuple(out)
+
+
+def load_templates(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Read question templates: one per line, blank lines and ``#`` comments ignored.
+
+    Raises:
+        ConfigError: If the file is missing, empty or has a line without ``{ref}``.
+    """
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"templates file {str(p)!r} cannot be read: {exc}") from exc
+    kept = [(n, ln.strip()) for n, ln in enumerate(lines, 1) if ln.strip()]
+    kept = [(n, ln) for n, ln in kept if not ln.startswith("#")]
+    if not kept:
+        raise ConfigError(f"templates file {str(p)!r} has no templates")
+    for n, ln in kept:
+        validate_templates([ln], source=f"templates file {str(p)!r} line {n}")
+    return tuple(ln for _, ln in kept)
+
+
+def _pair(name: str, value: Any, kind: type, low: float, high: float) -> tuple[Any, Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise ConfigError(f"{name}={value!r} must be a pair ({kind.__name__}, {kind.__name__})")
+    for i, v in enumerate(value):
+        if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
+            raise ConfigError(f"{name}[{i}]={v!r} must be an int")
+        check_range(f"{name}[{i}]", v, low, high)
+    return (kind(value[0]), kind(value[1]))
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """Parameters of the query-scene generator (validated on construction).
+
+    Attributes:
+        seed: Base seed (int >= 0).
+        n_queries: Number of queries (>= 0).
+        distractors: ``(min, max)`` number of distractor entities, 1..12.
+        target_scale: ``(min, max)`` target size as a fraction of the shorter canvas side.
+        distractor_scale: ``(min, max)`` distractor size, same unit.
+        clutter: Background clutter level in [0, 1] (texture, lines, specks, pixel noise).
+        canvas_size: ``(width, height)`` in pixels, each 64..2048.
+        templates: Question templates (each with ``{ref}``), or a path to a templates file
+            (one per line, ``#`` comments); a path is loaded and stored as a tuple.
+        split: Split name (letters, digits, ``_``, ``-``); part of the seed and query ids.
+        question_types: Which of :data:`QUESTION_TYPES` to generate (cycled in order).
+
+    Defaults were tuned against the shipped demo scorer (top-20 pools from full-image
+    search over the 320 KB entries): full-image pool coverage ~70%, CondR@1 ~0.33 with the
+    full image vs ~0.85 with the ground-truth crop. Trade-off: this image tower needs the
+    target to be a large share of the scene for coverage >= 60%, yet a target always
+    larger than every distractor lets "crop the biggest object" stand in for reading the
+    question (it is the largest in ~72% of non-size queries here, ~96% with distractors at
+    0.16-0.30; with equal size ranges coverage drops to ~56%).
+
+    Raises:
+        ConfigError: Naming the invalid field and what is allowed.
+    """
+
+    seed: int = 0
+    n_queries: int = 500
+    distractors: tuple[int, int] = (1, 3)
+    target_scale: tuple[float, float] = (0.3, 0.45)
+    distractor_scale: tuple[float, float] = (0.22, 0.38)
+    clutter: float = 0.2
+    canvas_size: tuple[int, int] = (224, 224)
+    templates: Any = DEFAULT_TEMPLATES
+    split: str = "test"
+    question_types: tuple[str, ...] = QUESTION_TYPES
+    templates_source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("seed", "n_queries"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name}={value!r} must be an int >= 0")
+            check_range(name, value, 0)
+        setv = object.__setattr__
+        setv(self, "distractors", _pair("distractors", self.distractors, int, 1, 12))
+        setv(self, "target_scale", _pair("target_scale", self.target_scale, float, 0.02, 0.6))
+        setv(
+            self,
+            "distractor_scale",
+            _pair("distractor_scale", self.distractor_scale, float, 0.02, 0.6),
+        )
+        setv(self, "canvas_size", _pair("canvas_size", self.canvas_size, int, 64, 2048))
+        for name in ("distractors", "target_scale", "distractor_scale"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ConfigError(f"{name}={(lo, hi)!r}: min must be <= max")
+        check_range("clutter", self.clutter, 0.0, 1.0)
+        if not isinstance(self.split, str) or not _SPLIT_RE.match(self.split):
+            raise ConfigError(f"split={self.split!r} must match {_SPLIT_RE.pattern}")
+        qtypes = self.question_types
+        if isinstance(qtypes, str) or not isinstance(qtypes, Sequence) or not qtypes:
+            raise ConfigError(f"question_types={qtypes!r} must be a non-empty list")
+        for q in qtypes:
+            check_choice("question_types", q, QUESTION_TYPES)
+        setv(self, "question_types", tuple(qtypes))
+        if isinstance(self.templates, (str, os.PathLike)):
+            setv(self, "templates_source", str(self.templates))
+            setv(self, "templates", load_templates(self.templates))
+        else:
+            setv(self, "templates", validate_templates(self.templates))
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One entity placed in a scene: its KB id and tight pixel box ``(x1, y1, x2, y2)``."""
+
+    entity_id: str
+    box: BoxT
+
+
+@dataclass(frozen=True, eq=False)
+class SceneQuery:
+    """A generated query with its known answer.
+
+    Attributes:
+        id: ``"{split}-{index:05d}"``.
+        image: The RGB scene.
+        question: The question (a template filled with ``ref``).
+        positive: KB id of the target entity.
+        box: Tight ground-truth box of the target, integer pixels ``(x1, y1, x2, y2)``
+            with exclusive ``x2, y2``.
+        question_type: One of :data:`QUESTION_TYPES`.
+        ref: The referring expression ("the striped object").
+        detail: Sub-kind (``"corner:top-left"``, ``"largest"``, ``"pattern"``, ``"left"``...).
+        objects: Every placed object, the target first.
+    """
+
+    id: str
+    image: Image.Image
+    question: str
+    positive: str
+    box: BoxT
+    question_type: str
+    ref: str
+    detail: str
+    objects: tuple[SceneObject, ...]
+
+
+def _tight_tile(entity: Entity, side: int, rng: np.random.Generator) -> Image.Image:
+    tile = render_entity(entity, side, rng)
+    bbox = tile.getchannel("A").point(lambda a: 255 if a >= 24 else 0).getbbox()
+    return tile.crop(bbox) if bbox else tile
+
+
+def _pick(
+    kb: Sequence[Entity], rng: np.random.Generator, n: int, ok: Callable[[Entity], bool]
+) -> list[Entity]:
+    pool = [e for e in kb if ok(e)]
+    if len(pool) < n:
+        raise ConfigError(f"the KB has only {len(pool)} entities usable as distractors, need {n}")
+    return [pool[int(i)] for i in rng.choice(len(pool), size=n, replace=False)]
+
+
+def _choose(
+    cfg: SceneConfig, kb: Sequence[Entity], rng: np.random.Generator, qtype: str, n_d: int
+) -> tuple[Entity, list[Entity], str, str]:
+    """Pick target, distractors (anchor first for relations), the ref text and detail."""
+    target = kb[int(rng.integers(len(kb)))]
+    if qtype == "attribute":
+        kind = ("colour", "pattern", "shape")[int(rng.integers(3))]
+        value = getattr(target, kind)
+        others = _pick(kb, rng, n_d, lambda e: getattr(e, kind) != value)
+        word = PATTERN_WORDS[value] if kind == "pattern" else value
+        ref = f"the {word}" if kind == "shape" else f"the {word} object"
+        return target, others, ref, kind
+    if qtype == "relation":
+        tkey = (target.colour, target.shape)
+        anchor = _pick(kb, rng, 1, lambda e: (e.colour, e.shape) != tkey)[0]
+        akey = (anchor.colour, anchor.shape)
+        rest = _pick(kb, rng, n_d - 1, lambda e: e is not target and (e.colour, e.shape) != akey)
+        side = _SIDES[int(rng.integers(4))]
+        ref = f"the object {_RELATION_WORDS[side]} the {anchor.colour} {anchor.shape}"
+        return target, [anchor, *rest], ref, side
+    others = _pick(kb, rng, n_d, lambda e: e is not target)
+    if qtype == "size":
+        detail = ("largest", "smallest")[int(rng.integers(2))]
+        return target, others, f"the {detail} object", detail
+    if rng.random() < 0.5:
+        corner = _CORNERS[int(rng.integers(4))]
+        return target, others, f"the object in the {corner} corner", f"corner:{corner}"
+    side = _SIDES[int(rng.integers(4))]
+    return target, others, _EXTREME_WORDS[side], f"extreme:{side}"
+
+
+def _sizes(
+    cfg: SceneConfig, rng: np.random.Generator, qtype: str, detail: str, n_d: int
+) -> tuple[float, list[float]]:
+    tlo, thi = cfg.target_scale
+    dlo, dhi = cfg.distractor_scale
+    if qtype == "size" and detail == "largest":
+        t = float(rng.uniform((tlo + thi) / 2, thi))
+        cap = t / 1.35
+        return t, [float(rng.uniform(min(dlo, 0.75 * cap), min(dhi, cap))) for _ in range(n_d)]
+    if qtype == "size":
+        t = float(rng.uniform(tlo, (tlo + thi) / 2))
+        floor = t * 1.35
+        return t, [float(rng.uniform(max(dlo, floor), max(dhi, 1.2 * floor))) for _ in range(n_d)]
+    return float(rng.uniform(tlo, thi)), [float(rng.uniform(dlo, dhi)) for _ in range(n_d)]
+
+
+def _one_query(cfg: SceneConfig, kb: Sequence[Entity], index: int) -> SceneQuery:
+    rng = np.random.default_rng([cfg.seed, zlib.crc32(cfg.split.encode()), index])
+    qtype = cfg.question_types[index % len(cfg.question_types)]
+    lo, hi = cfg.distractors
+    n_d = int(rng.integers(lo, hi + 1))
+    side = min(cfg.canvas_size)
+    for attempt in range(_MAX_ATTEMPTS):
+        if attempt and attempt % 10 == 0 and n_d > 1:
+            n_d -= 1  # crowded: drop a distractor every 10 failed attempts
+        target, others, ref, detail = _choose(cfg, kb, rng, qtype, n_d)
+        t_scale, d_scales = _sizes(cfg, rng, qtype, detail, n_d)
+        entities = [target, *others]
+        tiles = [
+            _tight_tile(e, max(8, round(s * side)), rng)
+            for e, s in zip(entities, [t_scale, *d_scales])
+        ]
+        boxes = layout(cfg.canvas_size, rng, qtype, detail, tiles)
+        if boxes is None:
+            continue
+        image = compose(cfg.canvas_size, cfg.clutter, rng, tiles, boxes)
+        template = cfg.templates[int(rng.integers(len(cfg.templates)))]
+        question = template.format(ref=ref)
+        question = question[:1].upper() + question[1:]
+        return SceneQuery(
+            id=f"{cfg.split}-{index:05d}",
+            image=image,
+            question=question,
+            positive=target.id,
+            box=boxes[0],
+            question_type=qtype,
+            ref=ref,
+            detail=detail,
+            objects=tuple(SceneObject(e.id, b) for e, b in zip(entities, boxes)),
+        )
+    raise ConfigError(
+        f"could not lay out query {index} of split {cfg.split!r} in {_MAX_ATTEMPTS} attempts: "
+        f"the scene is too crowded (lower distractors={cfg.distractors}, target_scale="
+        f"{cfg.target_scale} or distractor_scale={cfg.distractor_scale}, or enlarge canvas_size)"
+    )
+
+
+def iter_queries(config: SceneConfig, kb: Sequence[Entity]) -> Iterator[SceneQuery]:
+    """Yield ``config.n_queries`` scenes one at a time (same content as
+    :func:`generate_queries`).
+
+    Raises:
+        ConfigError: If the KB is too small or a scene cannot be laid out.
+    """
+    if len(kb) < config.distractors[1] + 2:
+        raise ConfigError(
+            f"the KB has {len(kb)} entities; distractors={config.distractors} needs at least "
+            f"{config.distractors[1] + 2}"
+        )
+    for i in range(config.n_queries):
+        yield _one_query(config, kb, i)
+
+
+def generate_queries(config: SceneConfig, kb: Sequence[Entity]) -> list[SceneQuery]:
+    """Generate the query scenes of one split.
+
+    Args:
+        config: Generator parameters.
+        kb: The knowledge base (from :func:`region_rerank.demo.entities.build_kb`).
+
+    Returns:
+        ``config.n_queries`` :class:`SceneQuery` objects; deterministic in ``config``.
+
+    Raises:
+        ConfigError: If the KB is too small or a scene cannot be laid out.
+    """
+    return list(iter_queries(config, kb))
