@@ -220,3 +220,21 @@ def test_pools_file_round_trips_through_the_loader(world: EvalDataset, tmp_path:
     assert load_jsonl_dataset(folder).pools == build_pools(
         load_jsonl_dataset(folder), FakeScorer(), k=4, progress=False
     )
+
+
+def test_pools_through_a_cache_match_and_feed_the_reranker(world: EvalDataset) -> None:
+    from region_rerank.cache import EmbeddingCache
+    from region_rerank.croppers.full import FullImageCropper
+    from region_rerank.reranker import CroppedReranker
+
+    cache = EmbeddingCache()
+    scorer = FakeScorer()
+    cached = build_pools(world, scorer, k=3, batch_size=2, progress=False, cache=cache)
+    assert cached == build_pools(world, FakeScorer(), k=3, batch_size=2, progress=False)
+    assert len(cache) == len(world.kb)
+    calls = scorer.calls
+    query = world.queries[0]
+    reranker = CroppedReranker(FullImageCropper(), scorer, cache=cache)
+    pool = [world.kb[kb_id].to_candidate(score) for kb_id, score in cached[query.id]]
+    reranker.rerank(query.to_query(), pool)
+    assert scorer.calls == calls + 1  # only the query view; the KB came from the cache

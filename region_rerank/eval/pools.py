@@ -25,14 +25,16 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_choice, check_range
+from region_rerank.cache import EmbeddingCache, pool_embeddings
 from region_rerank.errors import ConfigError
 from region_rerank.eval._schema import EvalDataset, KBEntry, Pool
 from region_rerank.images import ImageLoadOptions, load_image
+from region_rerank.types import Candidate
 
 if TYPE_CHECKING:
     import torch
@@ -74,12 +76,40 @@ def _embed_queries(
     return torch.cat(parts, 0)
 
 
+EmbedFn = Callable[[list[Candidate]], "torch.Tensor"]
+
+
+def _kb_embedder(
+    scorer: Any,
+    cache: EmbeddingCache | None,
+    dim: int,
+    batch_size: int,
+    options: ImageLoadOptions | None,
+) -> EmbedFn:
+    """``candidates -> K x D`` embeddings, through ``cache`` when one is given."""
+    if cache is None:
+        return lambda batch: scorer.embed_candidates(batch, options)
+
+    def embed(batch: list[Candidate]) -> torch.Tensor:
+        mats, _ = pool_embeddings(
+            scorer,
+            [batch],
+            cache,
+            dim=dim,
+            device="cpu",
+            batch_size=batch_size,
+            image_options=options,
+        )
+        return mats[0]
+
+    return embed
+
+
 def _kb_chunks(
     entries: Sequence[KBEntry],
-    scorer: Any,
+    embed: EmbedFn,
     batch_size: int,
     chunk_size: int,
-    options: ImageLoadOptions | None,
     bar: Any,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start index, embeddings)`` chunks of at most ``chunk_size`` entries.
@@ -94,7 +124,7 @@ def _kb_chunks(
     start = 0
     for i in range(0, len(entries), batch_size):
         batch = [e.to_candidate() for e in entries[i : i + batch_size]]
-        buffer.append(scorer.embed_candidates(batch, options).float().cpu())
+        buffer.append(embed(batch).float().cpu())
         bar.update(len(batch))
         held += len(batch)
         while held >= chunk_size or (held and i + batch_size >= len(entries)):
@@ -109,11 +139,11 @@ def _kb_chunks(
 def _brute_force(
     query_emb: torch.Tensor,
     entries: Sequence[KBEntry],
+    embed: EmbedFn,
     scorer: Any,
     k: int,
     batch_size: int,
     chunk_size: int,
-    options: ImageLoadOptions | None,
     bar: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-``k`` by streaming over KB chunks. ``entries`` must be sorted by id so that
@@ -123,7 +153,7 @@ def _brute_force(
     n_q = query_emb.shape[0]
     best_s = torch.full((n_q, 0), float("-inf"))
     best_i = torch.zeros((n_q, 0), dtype=torch.long)
-    for start, chunk in _kb_chunks(entries, scorer, batch_size, chunk_size, options, bar):
+    for start, chunk in _kb_chunks(entries, embed, batch_size, chunk_size, bar):
         new_s, new_i = [], []
         idx = torch.arange(start, start + chunk.shape[0])
         for q0 in range(0, n_q, chunk_size):
@@ -143,11 +173,11 @@ def _brute_force(
 def _faiss_search(
     query_emb: torch.Tensor,
     entries: Sequence[KBEntry],
+    embed: EmbedFn,
     scorer: Any,
     k: int,
     batch_size: int,
     chunk_size: int,
-    options: ImageLoadOptions | None,
     bar: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact inner-product search with a FAISS flat index (scores = dot products, equal to
@@ -157,7 +187,7 @@ def _faiss_search(
 
     faiss = _import_faiss()
     index = None
-    for _, chunk in _kb_chunks(entries, scorer, batch_size, chunk_size, options, bar):
+    for _, chunk in _kb_chunks(entries, embed, batch_size, chunk_size, bar):
         arr = np.ascontiguousarray(chunk.numpy(), dtype=np.float32)
         if index is None:
             index = faiss.IndexFlatIP(arr.shape[1])
@@ -205,6 +235,7 @@ def build_pools(
     use_faiss: bool | str = "auto",
     image_options: ImageLoadOptions | None = None,
     progress: bool = True,
+    cache: EmbeddingCache | None = None,
 ) -> dict[str, Pool]:
     """Retrieve the top-``k`` KB entries for every query of ``dataset``.
 
@@ -217,6 +248,9 @@ def build_pools(
         use_faiss: ``"auto"`` (FAISS when installed), ``True`` (require it) or ``False``.
         image_options: Pixel budget / URL policy for decoding images.
         progress: Show a tqdm bar over the KB entries embedded.
+        cache: Look KB embeddings up in (and add them to) this cache, keyed by content as
+            the reranker keys them, so a later evaluation sharing the cache does not embed
+            the KB again.
 
     Returns:
         Query id -> ``((kb_id, score), ...)`` best first, in dataset query order; ties
@@ -256,11 +290,10 @@ def build_pools(
         n_chunks,
     )
     query_emb = _embed_queries(dataset, scorer, batch_size, image_options)
+    embed = _kb_embedder(scorer, cache, int(query_emb.shape[1]), batch_size, image_options)
     search = _faiss_search if faiss_on else _brute_force
     with progress_bar(len(entries), "pools (KB)", progress, unit="entry") as bar:
-        scores, idx = search(
-            query_emb, entries, scorer, kk, batch_size, chunk_size, image_options, bar
-        )
+        scores, idx = search(query_emb, entries, embed, scorer, kk, batch_size, chunk_size, bar)
     pools: dict[str, Pool] = {}
     for row, query in enumerate(dataset.queries):
         pools[query.id] = tuple(

@@ -200,7 +200,14 @@ def _to_eval_record(rec: Mapping[str, Any]) -> EvalRecord:
 
 
 def _with_pools(
-    dataset: EvalDataset, scorer: Any, build: bool, pool_k: int, out: Path, progress: bool
+    dataset: EvalDataset,
+    scorer: Any,
+    build: bool,
+    pool_k: int,
+    out: Path,
+    progress: bool,
+    cache: Any,
+    resume: bool,
 ) -> EvalDataset:
     if dataset.pools:
         missing = sum(1 for q in dataset.queries if q.id not in dataset.pools)
@@ -213,9 +220,15 @@ def _with_pools(
             "`region-rerank pools --data DIR --scorer SPEC`, or pass "
             "build_pools_if_missing=True (CLI: --build-pools)"
         )
+    from region_rerank.eval.datasets import load_pools_jsonl
     from region_rerank.eval.pools import build_pools, write_pools_jsonl
 
-    pools = build_pools(dataset, scorer, k=pool_k, progress=progress)
+    saved = out / "pools.jsonl"
+    if resume and saved.is_file():  # built by an earlier run with the same out_dir
+        logger.info("reusing pools from %s", saved)
+        pools = load_pools_jsonl(saved, dataset.kb, frozenset(q.id for q in dataset.queries))
+        return replace(dataset, pools=pools)
+    pools = build_pools(dataset, scorer, k=pool_k, progress=progress, cache=cache)
     write_pools_jsonl(pools, out / "pools.jsonl")
     return replace(dataset, pools=pools)
 
@@ -241,15 +254,12 @@ def _check_methods(methods: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _make_methods(
-    specs: Mapping[str, Any], scorer: Any, config: Any, out: Path, known: set[str]
+    specs: Mapping[str, Any], scorer: Any, cfg: Any, cache: Any, out: Path, known: set[str]
 ) -> list[_Method]:
-    """One reranker per method, all sharing one embedding cache; earlier records loaded."""
-    from region_rerank.cache import EmbeddingCache
+    """One reranker per method, all sharing ``cache``; earlier records loaded."""
     from region_rerank.croppers.full import FullImageCropper
-    from region_rerank.reranker import CroppedReranker, RerankerConfig
+    from region_rerank.reranker import CroppedReranker
 
-    cfg = replace(config or RerankerConfig(), top_n=None)
-    cache = EmbeddingCache(cfg.cache_bytes)
     out_methods = []
     for name, spec in specs.items():
         path = out / "records" / f"{_file_stem(name)}.jsonl"
@@ -342,7 +352,14 @@ def run_eval(
         logger.warning("the oracle method is asked for but no query has a ground-truth box")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = _with_pools(dataset, scorer, build_pools_if_missing, pool_k, out, progress)
+    from region_rerank.cache import EmbeddingCache
+    from region_rerank.reranker import RerankerConfig
+
+    cfg = replace(reranker_config or RerankerConfig(), top_n=None)
+    cache = EmbeddingCache(cfg.cache_bytes)
+    dataset = _with_pools(
+        dataset, scorer, build_pools_if_missing, pool_k, out, progress, cache, resume
+    )
     fingerprint = {
         "dataset": dataset.name,
         "num_queries": len(dataset),
@@ -352,7 +369,7 @@ def run_eval(
     _check_fingerprint(out, fingerprint, resume)
     selected = list(dataset.queries[:limit] if limit is not None else dataset.queries)
     known = {q.id for q in dataset.queries}
-    meths = _make_methods(specs, scorer, reranker_config, out, known)
+    meths = _make_methods(specs, scorer, cfg, cache, out, known)
     pending = [q for q in selected if any(q.id not in m.done for m in meths)]
     logger.info(
         "evaluating %d methods on %d queries (%d already recorded)",
