@@ -9,7 +9,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup test lint typecheck pytest clean
+.PHONY: setup demo test lint typecheck pytest clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ typecheck: setup
 
 pytest: setup
 	$(PY) -m pytest
+
+# The main job: the offline end-to-end comparison on the synthetic clutter world.
+demo: setup
+	$(VENV)/bin/region-rerank demo --out out/demo
 
 # The test command: lint, type check, then the whole suite.
 test: lint typecheck pytest

@@ -57,7 +57,41 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pools_parser(sub)
     _add_eval_parser(sub)
     _add_demo_parser(sub)
+    _add_bench_parser(sub)
     return parser
+
+
+def _pair(kind: type) -> Any:
+    def parse(text: str) -> tuple[Any, Any]:
+        parts = text.replace(",", " ").split()
+        if len(parts) != 2:
+            raise argparse.ArgumentTypeError(f"expected two values like '1,3', got {text!r}")
+        return kind(parts[0]), kind(parts[1])
+
+    return parse
+
+
+def _add_bench_parser(sub: Any) -> None:
+    bench = sub.add_parser("bench", help="synthetic benchmark tools")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    make = bench_sub.add_parser(
+        "make", help="generate the synthetic clutter world (KB + train/val/test splits)"
+    )
+    make.add_argument("--out", required=True, help="output folder")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--n-train", type=int, default=1000)
+    make.add_argument("--n-val", type=int, default=200)
+    make.add_argument("--n-test", type=int, default=500)
+    make.add_argument("--distractors", type=_pair(int), help="range, e.g. 1,3")
+    make.add_argument(
+        "--target-scale", type=_pair(float), help="fraction of the canvas, e.g. 0.3,0.45"
+    )
+    make.add_argument("--distractor-scale", type=_pair(float), help="e.g. 0.22,0.38")
+    make.add_argument("--clutter", type=float, help="background clutter level in [0, 1]")
+    make.add_argument("--canvas", type=_pair(int), help="canvas width,height, e.g. 224,224")
+    make.add_argument(
+        "--templates", help="question-templates file (one per line, {ref} placeholder)"
+    )
 
 
 def _add_demo_parser(sub: Any) -> None:
@@ -260,6 +294,29 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_make(args: argparse.Namespace) -> int:
+    from region_rerank.demo.world import make_world
+
+    overrides = {
+        "distractors": args.distractors,
+        "target_scale": args.target_scale,
+        "distractor_scale": args.distractor_scale,
+        "clutter": args.clutter,
+        "canvas_size": args.canvas,
+        "templates": args.templates,
+    }
+    paths = make_world(
+        args.out,
+        seed=args.seed,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        n_test=args.n_test,
+        **{k: v for k, v in overrides.items() if v is not None},
+    )
+    print(f"wrote {paths.root}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``region-rerank`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -274,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "bench":
+            return _bench_make(args)
     except (RegionRerankError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
