@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from typing import Any
 
 from region_rerank._optional import require
 from region_rerank.device import resolve_device
 from region_rerank.errors import ConfigError
 
-__all__ = ["progress_enabled", "warn_remote_code", "load_st_model"]
+__all__ = ["progress_enabled", "warn_remote_code", "load_st_model", "LazySTModel"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,3 +85,72 @@ def load_st_model(
         )
     model.eval()
     return model
+
+
+class LazySTModel:
+    """Thread-safe lazy loading and the ``model`` / ``device`` properties shared by the
+    sentence-transformers scorers. Subclasses set the class attributes and may check the
+    loaded model in :meth:`_on_loaded`."""
+
+    _feature: str = ""
+    _st_class: str = ""
+    _required_method: str = ""
+    _what: str = ""
+
+    def _init_model(
+        self,
+        model: str | os.PathLike[str],
+        model_obj: Any,
+        device: Any,
+        trust_remote_code: bool,
+        model_kwargs: dict[str, Any] | None,
+    ) -> None:
+        if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
+            raise ConfigError(f"model must be a model name or a folder path, got {model!r}")
+        self.model_id = str(model)
+        self.trust_remote_code = bool(trust_remote_code)
+        self.model_kwargs = dict(model_kwargs or {})
+        self._device_arg = device
+        self._model: Any = model_obj
+        self._loaded = False
+        self._load_lock = threading.Lock()
+        if self.trust_remote_code:
+            warn_remote_code(self._feature, self.model_id)
+
+    def _on_loaded(self, model: Any) -> None:
+        """Validate or inspect a freshly loaded model (raise ``ConfigError`` to refuse it)."""
+
+    def _load(self) -> Any:
+        """Load the model once, even when several threads ask at once."""
+        if self._loaded:
+            return self._model
+        with self._load_lock:
+            if not self._loaded:
+                model = load_st_model(
+                    self._st_class,
+                    feature=self._feature,
+                    model_id=self.model_id,
+                    model_obj=self._model,
+                    device=self._device_arg,
+                    trust_remote_code=self.trust_remote_code,
+                    model_kwargs=self.model_kwargs,
+                    required_method=self._required_method,
+                    what=self._what,
+                )
+                self._on_loaded(model)
+                self._model = model
+                self._loaded = True
+                logger.debug("loaded %s %s on %s", self._st_class, self.model_id, self.device)
+        return self._model
+
+    @property
+    def model(self) -> Any:
+        """The underlying sentence-transformers model (loads it on first access)."""
+        return self._load()
+
+    @property
+    def device(self) -> Any:
+        """The torch device the model runs on."""
+        if self._model is not None:
+            return self._model.device
+        return resolve_device(self._device_arg)

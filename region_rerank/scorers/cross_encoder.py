@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_range
-from region_rerank.device import resolve_device
 from region_rerank.errors import CandidateError, ConfigError, ScorerError
 from region_rerank.images import ImageLoadOptions, load_image
-from region_rerank.scorers._st_loading import load_st_model, progress_enabled, warn_remote_code
+from region_rerank.scorers._st_loading import LazySTModel, progress_enabled
 from region_rerank.types import Candidate, Query
 
 if TYPE_CHECKING:
@@ -37,7 +35,7 @@ logger = logging.getLogger(__name__)
 FEATURE = "CrossEncoderScorer"
 
 
-class CrossEncoderScorer:
+class CrossEncoderScorer(LazySTModel):
     """A multimodal cross-encoder as a :class:`~region_rerank.scorers.base.PairScorer`.
 
     Args:
@@ -63,6 +61,10 @@ class CrossEncoderScorer:
     """
 
     name = "cross-encoder"
+    _feature = FEATURE
+    _st_class = "CrossEncoder"
+    _required_method = "predict"
+    _what = "a cross-encoder model"
 
     def __init__(
         self,
@@ -78,68 +80,26 @@ class CrossEncoderScorer:
         trust_remote_code: bool = False,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
-            raise ConfigError(f"model must be a model name or a folder path, got {model!r}")
         check_range("batch_size", batch_size, 1)
         check_range("max_text_chars", max_text_chars, 1)
         check_range("max_candidate_images", max_candidate_images, 0)
-        self.model_id = str(model)
+        self._init_model(model, model_obj, device, trust_remote_code, model_kwargs)
         self.name = f"cross-encoder:{self.model_id}"
         self.batch_size = int(batch_size)
         self.max_text_chars = int(max_text_chars)
         self.max_candidate_images = int(max_candidate_images)
         self.include_question = bool(include_question)
         self.apply_activation = bool(apply_activation)
-        self.trust_remote_code = bool(trust_remote_code)
-        self.model_kwargs = dict(model_kwargs or {})
-        self._device_arg = device
-        self._model: Any = model_obj
-        self._loaded = False
-        self._load_lock = threading.Lock()
-        if self.trust_remote_code:
-            warn_remote_code(FEATURE, self.model_id)
 
-    def _load(self) -> Any:
-        """Load the model once, even when several threads ask at once."""
-        if self._loaded:
-            return self._model
-        with self._load_lock:
-            if not self._loaded:
-                model = load_st_model(
-                    "CrossEncoder",
-                    feature=FEATURE,
-                    model_id=self.model_id,
-                    model_obj=self._model,
-                    device=self._device_arg,
-                    trust_remote_code=self.trust_remote_code,
-                    model_kwargs=self.model_kwargs,
-                    required_method="predict",
-                    what="a cross-encoder model",
-                )
-                supports = getattr(model, "supports", None)
-                if not (callable(supports) and supports("image")):
-                    raise ConfigError(
-                        f"{FEATURE} needs a multimodal cross-encoder that accepts images (the "
-                        f"query side is the cropped view); {self.model_id!r} is text-only. Use "
-                        "a bi-encoder scorer (ClipScorer, SentenceTransformerScorer) or a "
-                        "multimodal reranker"
-                    )
-                self._model = model
-                self._loaded = True
-                logger.debug("loaded cross-encoder %s on %s", self.model_id, self.device)
-        return self._model
-
-    @property
-    def model(self) -> Any:
-        """The underlying ``CrossEncoder`` (loads it on first access)."""
-        return self._load()
-
-    @property
-    def device(self) -> Any:
-        """The torch device the model runs on."""
-        if self._model is not None:
-            return self._model.device
-        return resolve_device(self._device_arg)
+    def _on_loaded(self, model: Any) -> None:
+        supports = getattr(model, "supports", None)
+        if not (callable(supports) and supports("image")):
+            raise ConfigError(
+                f"{FEATURE} needs a multimodal cross-encoder that accepts images (the "
+                f"query side is the cropped view); {self.model_id!r} is text-only. Use "
+                "a bi-encoder scorer (ClipScorer, SentenceTransformerScorer) or a "
+                "multimodal reranker"
+            )
 
     def query_input(self, query: Query, view: Image.Image) -> Any:
         """The query side of every pair: ``{"text": question, "image": view}`` (or the view)."""

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_range
-from region_rerank.device import resolve_device
-from region_rerank.errors import CandidateError, ConfigError, ScorerError
+from region_rerank.errors import CandidateError, ScorerError
 from region_rerank.images import ImageLoadOptions, load_image
-from region_rerank.scorers._st_loading import load_st_model, progress_enabled, warn_remote_code
+from region_rerank.scorers._st_loading import LazySTModel, progress_enabled
 from region_rerank.scorers.base import BaseEmbeddingScorer, CandidateEmbeddingConfig, l2_normalize
 from region_rerank.types import Candidate
 
@@ -44,7 +42,7 @@ def _supports_images(model: Any) -> bool:
     return any(type(module).__name__ == "CLIPModel" for module in model)
 
 
-class SentenceTransformerScorer(BaseEmbeddingScorer):
+class SentenceTransformerScorer(LazySTModel, BaseEmbeddingScorer):
     """A sentence-transformers bi-encoder as a :class:`~region_rerank.scorers.base.Scorer`.
 
     Args:
@@ -65,6 +63,10 @@ class SentenceTransformerScorer(BaseEmbeddingScorer):
     """
 
     name = "sentence-transformers"
+    _feature = FEATURE
+    _st_class = "SentenceTransformer"
+    _required_method = "encode"
+    _what = "a sentence-transformers model"
 
     def __init__(
         self,
@@ -77,67 +79,20 @@ class SentenceTransformerScorer(BaseEmbeddingScorer):
         trust_remote_code: bool = False,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
-            raise ConfigError(f"model must be a model name or a folder path, got {model!r}")
         check_range("batch_size", batch_size, 1)
-        self.model_id = str(model)
+        self._init_model(model, model_obj, device, trust_remote_code, model_kwargs)
         self.name = f"sentence-transformers:{self.model_id}"
         self.batch_size = int(batch_size)
         self.candidate_config = candidate_config or CandidateEmbeddingConfig()
-        self.trust_remote_code = bool(trust_remote_code)
-        self.model_kwargs = dict(model_kwargs or {})
-        self._device_arg = device
-        self._model: Any = model_obj
-        self._loaded = False
-        self._load_lock = threading.Lock()
-        if self.trust_remote_code:
-            warn_remote_code(FEATURE, self.model_id)
 
-    def _load(self) -> Any:
-        """Load the model once, even when several threads ask at once."""
-        if self._loaded:
-            return self._model
-        with self._load_lock:
-            if not self._loaded:
-                model = load_st_model(
-                    "SentenceTransformer",
-                    feature=FEATURE,
-                    model_id=self.model_id,
-                    model_obj=self._model,
-                    device=self._device_arg,
-                    trust_remote_code=self.trust_remote_code,
-                    model_kwargs=self.model_kwargs,
-                    required_method="encode",
-                    what="a sentence-transformers model",
-                )
-                self._images = _supports_images(model)
-                self._model = model
-                self._loaded = True
-                logger.debug(
-                    "loaded %s on %s (images supported: %s)",
-                    self.model_id,
-                    self.device,
-                    self._images,
-                )
-        return self._model
-
-    @property
-    def model(self) -> Any:
-        """The underlying ``SentenceTransformer`` (loads it on first access)."""
-        return self._load()
+    def _on_loaded(self, model: Any) -> None:
+        self._images = _supports_images(model)
 
     @property
     def supports_images(self) -> bool:
         """Whether the model embeds images (False for text-only models)."""
         self._load()
         return bool(self._images)
-
-    @property
-    def device(self) -> Any:
-        """The torch device the model runs on."""
-        if self._model is not None:
-            return self._model.device
-        return resolve_device(self._device_arg)
 
     def _encode(self, inputs: list[Any]) -> torch.Tensor:
         import torch
