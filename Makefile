@@ -9,7 +9,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup demo test lint typecheck pytest clean
+.PHONY: setup wheelhouse demo test lint typecheck pytest clean
 
 setup: $(VENV)/.installed
 
@@ -20,14 +20,22 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[all,dev]"
 	touch $@
 
+# Wheels of the adapter extras' requirements, so tests can install each extra into a clean
+# virtual environment offline (tests/test_extras_venv.py).
+wheelhouse: .wheelhouse/.done
+
+.wheelhouse/.done: constraints.txt | setup
+	$(PY) -m pip download -q -d .wheelhouse -c constraints.txt llama-index-core langchain-core
+	touch $@
+
 lint: setup
-	$(PY) -m ruff check region_rerank tests scripts
-	$(PY) -m ruff format --check region_rerank tests scripts
+	$(PY) -m ruff check region_rerank integrations tests scripts examples
+	$(PY) -m ruff format --check region_rerank integrations tests scripts examples
 
 typecheck: setup
 	$(PY) -m mypy
 
-pytest: setup
+pytest: setup wheelhouse
 	$(PY) -m pytest
 
 # The main job: the offline end-to-end comparison on the synthetic clutter world.
@@ -38,4 +46,4 @@ demo: setup
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .wheelhouse .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

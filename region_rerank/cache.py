@@ -84,8 +84,11 @@ def _existing_file(text: str) -> Path | None:
         stripped = stripped[len("file://") :]
     if len(stripped) >= 4096 or "\n" in stripped or not stripped:
         return None
-    path = Path(stripped).expanduser()
-    return path if path.is_file() else None
+    try:
+        path = Path(stripped).expanduser()
+        return path if path.is_file() else None
+    except (OSError, ValueError):  # e.g. a base64 string longer than a file name may be
+        return None
 
 
 def candidate_key(candidate: Candidate, namespace: str) -> str:

@@ -171,3 +171,13 @@ def test_scorer_namespace_is_never_reused_by_a_later_object() -> None:
     else:
         pytest.skip("CPython did not reuse the freed address in 10000 allocations")
     assert scorer_namespace(later) != ns
+
+
+def test_long_base64_image_strings_are_keyed_not_stat_failures() -> None:
+    import base64
+
+    b64 = base64.b64encode(b"\x00" * 600).decode()  # 800 chars, one "file name" > 255
+    assert "/" not in b64 and 255 < len(b64) < 4096
+    key = candidate_key(Candidate("a", images=[b64]), "ns")
+    assert key == candidate_key(Candidate("b", images=[b64]), "ns")
+    assert key != candidate_key(Candidate("a", images=[b64[:-4] + "AQ=="]), "ns")

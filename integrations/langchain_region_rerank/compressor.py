@@ -1,0 +1,144 @@
+"""LangChain document compressor: re-rank retrieved Documents against a cropped query image.
+
+Usage (``pip install "region-rerank[langchain]"``)::
+
+    from langchain_region_rerank import RegionRerankCompressor, RegionRerankRetriever
+    from region_rerank import CroppedReranker
+
+    reranker = CroppedReranker(cropper="grounding", scorer="clip")  # or cropper="vlm:MODEL"
+    base = vector_store.as_retriever(search_kwargs={"k": 20})     # any LangChain retriever
+    retriever = RegionRerankRetriever(base_retriever=base, reranker=reranker, k=5)
+    docs = retriever.invoke("When was this bridge built?", image="street.jpg")
+    docs[0].metadata["relevance_score"], docs[0].metadata["region_rerank_decision"]
+    # or, as a compressor (e.g. in langchain-classic's ContextualCompressionRetriever):
+    compressor = RegionRerankCompressor(reranker=reranker, top_n=5).with_query_image("street.jpg")
+
+Document images are read from ``metadata["image"]`` (path, data URI, base64 or bytes, or a
+list of them) or ``metadata["image_path"]``; documents without one are scored by their text.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from region_rerank._optional import require
+
+require("langchain_core", feature="RegionRerankCompressor")
+
+from langchain_core.callbacks import Callbacks  # noqa: E402
+from langchain_core.documents import BaseDocumentCompressor, Document  # noqa: E402
+from langchain_core.runnables.config import run_in_executor  # noqa: E402
+from pydantic import ConfigDict, Field, model_validator  # noqa: E402
+
+from region_rerank.reranker import CroppedReranker  # noqa: E402
+from region_rerank.types import Candidate, Query  # noqa: E402
+
+__all__ = ["RegionRerankCompressor", "MissingQueryImageError"]
+
+logger = logging.getLogger(__name__)
+
+
+def _is_empty(value: Any) -> bool:
+    return isinstance(value, (str, bytes, list, tuple)) and len(value) == 0
+
+
+class MissingQueryImageError(ValueError):
+    """Raised when documents are compressed without a query image bound."""
+
+
+class RegionRerankCompressor(BaseDocumentCompressor):
+    """Re-rank Documents with a :class:`~region_rerank.CroppedReranker` (crop, then score).
+
+    The caller's Documents are never modified: each returned Document is a copy (metadata
+    deep-copied) whose metadata gains ``relevance_score`` and ``region_rerank_decision``
+    (:meth:`region_rerank.CropDecision.to_dict`). Empty input returns ``[]``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    reranker: CroppedReranker | None = Field(
+        default=None, description="The core reranker; built from `cropper`/`scorer` if None."
+    )
+    cropper: str | None = Field(default=None, description="Cropper spec, e.g. 'grounding'.")
+    scorer: str | None = Field(default=None, description="Scorer spec, e.g. 'clip:MODEL'.")
+    top_n: int | None = Field(default=3, ge=0, description="Documents kept (None = all).")
+    query_image: Any = Field(
+        default=None, repr=False, description="Query image; bind with `with_query_image`."
+    )
+    image_keys: tuple[str, ...] = Field(
+        default=("image", "image_path"), description="Metadata keys holding document images."
+    )
+
+    @model_validator(mode="after")
+    def _build_reranker(self) -> RegionRerankCompressor:
+        if self.reranker is None:
+            self.reranker = CroppedReranker(self.cropper, self.scorer)
+        elif self.cropper is not None or self.scorer is not None:
+            raise ValueError("pass either `reranker` or `cropper`/`scorer` specs, not both")
+        return self
+
+    def with_query_image(self, image: Any) -> RegionRerankCompressor:
+        """Return a copy bound to ``image`` (this compressor is unchanged; thread-safe).
+
+        Args:
+            image: Anything :func:`region_rerank.load_image` accepts (PIL image, path,
+                bytes, base64 or data URI, array).
+        """
+        return self.model_copy(update={"query_image": image})
+
+    def _candidate(self, index: int, doc: Document) -> Candidate:
+        found = (doc.metadata.get(k) for k in self.image_keys)
+        images = next((v for v in found if v is not None and not _is_empty(v)), ())
+        text = doc.page_content if doc.page_content.strip() else None
+        return Candidate(str(index), text=text, images=images)
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Re-rank ``documents`` for ``query`` and the bound query image, best first.
+
+        Args:
+            documents: The retrieved Documents.
+            query: The question.
+            callbacks: Unused (accepted for the LangChain interface).
+
+        Returns:
+            Copies of the best ``top_n`` Documents with the score and crop decision.
+
+        Raises:
+            MissingQueryImageError: No query image is bound (see :meth:`with_query_image`).
+        """
+        if not documents:
+            return []
+        if self.query_image is None:
+            raise MissingQueryImageError(
+                "RegionRerankCompressor has no query image: use "
+                "compressor.with_query_image(image) (or RegionRerankRetriever.invoke(q, image=...))"
+            )
+        assert self.reranker is not None  # set by the validator
+        pool = [self._candidate(i, doc) for i, doc in enumerate(documents)]
+        result = self.reranker.rerank(Query(self.query_image, query), pool, top_n=self.top_n)
+        logger.debug("reranked %d documents, decision %s", len(pool), result.decision)
+        out = []
+        for scored in result.ranking:
+            doc = documents[scored.input_index]
+            meta = copy.deepcopy(doc.metadata)  # the caller's Document stays untouched
+            meta["relevance_score"] = scored.score
+            meta["region_rerank_decision"] = result.decision.to_dict()
+            out.append(doc.model_copy(update={"metadata": meta}))
+        return out
+
+    async def acompress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Async :meth:`compress_documents`, run in a worker thread (the loop stays free)."""
+        return await run_in_executor(None, self.compress_documents, documents, query, callbacks)

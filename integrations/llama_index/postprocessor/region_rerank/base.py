@@ -1,0 +1,294 @@
+"""LlamaIndex node postprocessor: re-rank retrieved nodes against a cropped query image.
+
+Install with ``pip install "region-rerank[llamaindex]"``, then::
+
+    from llama_index.core import VectorStoreIndex
+    from llama_index.postprocessor.region_rerank import ImageQueryBundle, RegionRerankPostprocessor
+
+    rerank = RegionRerankPostprocessor(cropper="grounding", scorer="clip", top_n=5)
+    # or: RegionRerankPostprocessor(reranker=CroppedReranker(cropper=..., scorer=...), top_n=5)
+    engine = VectorStoreIndex(nodes).as_query_engine(
+        similarity_top_k=20, node_postprocessors=[rerank]
+    )
+    response = engine.query(ImageQueryBundle("When was this bridge built?", image="street.jpg"))
+    for n in response.source_nodes:
+        print(n.score, n.node.metadata["region_rerank_decision"]["box"])
+
+The query image comes from ``QueryBundle.image_path`` or from :class:`ImageQueryBundle`
+(``image=`` takes anything :func:`region_rerank.load_image` decodes: PIL image, bytes, path,
+base64, numpy array...). Candidate images come from ``ImageNode.image`` (base64),
+``image_path``, ``image_url`` (only with ``allow_urls=True``) or an image
+``metadata["file_path"]``; candidate text is ``node.get_content()``; nodes without an
+image are scored by their text. All re-ranking logic lives in
+:class:`region_rerank.CroppedReranker`.
+
+LlamaIndex expects node scores to be set: the returned ``NodeWithScore`` objects are new and
+wrap copies of the input nodes (with a new ``metadata`` dict), so the caller's nodes are
+never modified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import mimetypes
+from dataclasses import dataclass
+from typing import Any
+
+from region_rerank._optional import install_hint
+
+try:
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr
+    from llama_index.core.callbacks import CBEventType, EventPayload
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+    from llama_index.core.postprocessor.types import BaseNodePostprocessor
+    from llama_index.core.schema import BaseNode, ImageNode, NodeWithScore, QueryBundle
+except ImportError as exc:  # the pattern of the llama-index integration packages
+    raise ImportError(
+        f"RegionRerankPostprocessor needs llama-index-core: {install_hint('llama_index')}"
+    ) from exc
+
+from region_rerank.images import ImageLoadOptions
+from region_rerank.reranker import CroppedReranker, RerankerConfig
+from region_rerank.types import Candidate, Query, RerankResult
+
+__all__ = [
+    "ImageQueryBundle",
+    "RegionRerankPostprocessor",
+    "DECISION_KEY",
+    "BOX_KEY",
+    "FALLBACK_KEY",
+    "RETRIEVAL_SCORE_KEY",
+]
+
+logger = logging.getLogger(__name__)
+dispatcher = get_dispatcher(__name__)
+
+#: Metadata keys written on every returned node.
+DECISION_KEY = "region_rerank_decision"
+BOX_KEY = "region_rerank_box"
+FALLBACK_KEY = "region_rerank_fallback"
+#: Metadata key of the first-stage score (only with ``keep_retrieval_score=True``).
+RETRIEVAL_SCORE_KEY = "retrieval_score"
+_HIDDEN_KEYS = (DECISION_KEY, BOX_KEY, FALLBACK_KEY)
+
+
+@dataclass
+class ImageQueryBundle(QueryBundle):
+    """A :class:`~llama_index.core.schema.QueryBundle` that carries the query image itself.
+
+    Attributes:
+        image: The query image: PIL image, ``bytes``, path, base64 / data URI, numpy array
+            or torch tensor. Takes precedence over ``image_path``.
+        query_id: Optional identifier, passed on as ``region_rerank.Query.id`` (logs,
+            croppers keyed by query).
+
+    Example:
+        >>> ImageQueryBundle("What is the red object called?", image=pil_image)  # doctest: +SKIP
+    """
+
+    image: Any = None
+    query_id: str | None = None
+
+
+def _node_image(node: BaseNode, allow_urls: bool) -> Any:
+    """The first image source of ``node``, or ``None`` (the node is then scored by text)."""
+    if isinstance(node, ImageNode):
+        if node.image:
+            try:  # base64 per LlamaIndex; raw bytes are unambiguous for the core
+                return base64.b64decode(node.image, validate=True)
+            except (binascii.Error, ValueError):
+                return node.image  # let the core report what is wrong with it
+        if node.image_path:
+            return node.image_path
+        if node.image_url:
+            if allow_urls:
+                return node.image_url
+            logger.debug("node %s: image_url ignored (allow_urls=False)", node.node_id)
+    path = node.metadata.get("file_path")
+    if isinstance(path, str) and (mimetypes.guess_type(path)[0] or "").startswith("image/"):
+        return path
+    return None
+
+
+def _to_candidate(item: NodeWithScore, allow_urls: bool) -> Candidate:
+    image = _node_image(item.node, allow_urls)
+    text = item.node.get_content()
+    return Candidate(
+        id=item.node.node_id,
+        text=text if text.strip() else None,
+        images=() if image is None else (image,),
+        retrieval_score=item.score,
+    )
+
+
+class RegionRerankPostprocessor(BaseNodePostprocessor):
+    """Re-rank nodes with region-rerank: crop the query image where the question points,
+    then score every node against that view.
+
+    Args:
+        reranker: A ready :class:`region_rerank.CroppedReranker` (kept in a private
+            attribute). Mutually exclusive with ``cropper`` / ``scorer``.
+        cropper: Cropper spec for :func:`region_rerank.factory.build_cropper` when no
+            reranker is given (default ``"grounding"``).
+        scorer: Scorer spec for :func:`region_rerank.factory.build_scorer` when no reranker
+            is given (default ``"clip"``). Models load on first use.
+        top_n: Number of nodes returned, best first (``None`` keeps all).
+        keep_retrieval_score: Store the first-stage score in ``metadata["retrieval_score"]``.
+        allow_urls: Hand ``ImageNode.image_url`` to the reranker, which fetches it. Off by
+            default: URLs are ignored and such nodes are scored by their text.
+        device: Device of the components built from specs (``"auto"``, ``"cpu"``, ...).
+
+    Raises:
+        ValueError: Both a reranker and specs are given, or ``allow_urls=True`` with a
+            reranker whose ``config.image_options.allow_urls`` is False.
+    """
+
+    top_n: int | None = Field(default=5, ge=0, description="Nodes returned (None = all).")
+    keep_retrieval_score: bool = Field(
+        default=False, description="Keep the retrieval score in metadata['retrieval_score']."
+    )
+    cropper: str | None = Field(
+        default=None, description="Cropper spec used when no reranker is passed."
+    )
+    scorer: str | None = Field(
+        default=None, description="Scorer spec used when no reranker is passed."
+    )
+    allow_urls: bool = Field(
+        default=False, description="Fetch ImageNode.image_url images (network access)."
+    )
+    device: str = Field(default="auto", description="Device for components built from specs.")
+    _reranker: CroppedReranker = PrivateAttr()
+
+    def __init__(
+        self,
+        reranker: CroppedReranker | None = None,
+        *,
+        cropper: str | None = None,
+        scorer: str | None = None,
+        top_n: int | None = 5,
+        keep_retrieval_score: bool = False,
+        allow_urls: bool = False,
+        device: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "top_n": top_n,
+            "keep_retrieval_score": keep_retrieval_score,
+            "cropper": cropper,
+            "scorer": scorer,
+            "allow_urls": allow_urls,
+            "device": device,
+        }
+        super().__init__(**fields, **kwargs)
+        if reranker is None:
+            config = RerankerConfig(image_options=ImageLoadOptions(allow_urls=allow_urls))
+            reranker = CroppedReranker(cropper, scorer, config=config, device=device)
+        elif cropper is not None or scorer is not None:
+            raise ValueError("pass either reranker= or cropper=/scorer= specs, not both")
+        elif allow_urls and not reranker.config.image_options.allow_urls:
+            raise ValueError(
+                "allow_urls=True but the reranker refuses URLs: build it with "
+                "RerankerConfig(image_options=ImageLoadOptions(allow_urls=True))"
+            )
+        self._reranker = reranker
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RegionRerankPostprocessor"
+
+    @property
+    def reranker(self) -> CroppedReranker:
+        """The :class:`region_rerank.CroppedReranker` doing the work."""
+        return self._reranker
+
+    def _model_name(self) -> str:
+        cropper, scorer = self._reranker.cropper, self._reranker.scorer
+        names = (getattr(c, "name", "") or type(c).__name__ for c in (cropper, scorer))
+        return "region-rerank:{}+{}".format(*names)
+
+    def _query(self, query_bundle: QueryBundle | None) -> Query:
+        if query_bundle is None:
+            raise ValueError(
+                "RegionRerankPostprocessor needs a query bundle with a question and an image"
+            )
+        image = getattr(query_bundle, "image", None)
+        if image is None:
+            image = query_bundle.image_path
+        if image is None:
+            raise ValueError(
+                "RegionRerankPostprocessor needs a query image: pass "
+                "QueryBundle(question, image_path=...) or ImageQueryBundle(question, image=...)"
+            )
+        query_id = getattr(query_bundle, "query_id", None)
+        return Query(image=image, question=query_bundle.query_str, id=query_id)
+
+    def _to_nodes(self, nodes: list[NodeWithScore], result: RerankResult) -> list[NodeWithScore]:
+        decision = result.decision.to_dict()
+        out = []
+        for scored in result.ranking:
+            original = nodes[scored.input_index]
+            metadata = dict(original.node.metadata)
+            metadata.update(
+                {DECISION_KEY: decision, BOX_KEY: decision["box"], FALLBACK_KEY: result.fallback}
+            )
+            if self.keep_retrieval_score:
+                metadata[RETRIEVAL_SCORE_KEY] = original.score
+            node = original.node.model_copy(
+                update={
+                    "metadata": metadata,
+                    "excluded_llm_metadata_keys": [
+                        *original.node.excluded_llm_metadata_keys,
+                        *_HIDDEN_KEYS,
+                    ],
+                    "excluded_embed_metadata_keys": [
+                        *original.node.excluded_embed_metadata_keys,
+                        *_HIDDEN_KEYS,
+                    ],
+                }
+            )
+            out.append(NodeWithScore(node=node, score=scored.score))
+        return out
+
+    def _postprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        query = self._query(query_bundle)
+        if not nodes:
+            return []
+        top_n = len(nodes) if self.top_n is None else self.top_n
+        model_name = self._model_name()
+        dispatcher.event(
+            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n, model_name=model_name)
+        )
+        candidates = [_to_candidate(n, self.allow_urls) for n in nodes]
+        with self.callback_manager.event(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.MODEL_NAME: model_name,
+                EventPayload.QUERY_STR: query.question,
+                EventPayload.TOP_K: top_n,
+            },
+        ) as event:
+            # on_error="fallback": a failing query comes back in its original order, with
+            # result.fallback set (the core logs the warning); "raise" propagates.
+            result = self._reranker.rerank(query, candidates, top_n=top_n)
+            reranked = self._to_nodes(nodes, result)
+            event.on_end(payload={EventPayload.NODES: reranked})
+        dispatcher.event(ReRankEndEvent(nodes=reranked))
+        return reranked
+
+    async def _apostprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        # Cropping and scoring are CPU/GPU bound: run them in a worker thread so the event
+        # loop keeps serving other coroutines (contextvars, hence spans, are copied).
+        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
