@@ -38,12 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument(
         "--cropper",
         default="grounding",
-        help="full | grounding[:MODEL] | vlm[:MODEL] | text_match (MODEL: hub id or local folder)",
+        help="full | grounding[:MODEL] | vlm[:MODEL] | text_match | proposal[:WEIGHTS] "
+        "(MODEL: hub id or local folder)",
     )
     crop.add_argument(
         "--scorer",
         default="clip",
-        help="scorer for --cropper text_match: clip[:MODEL] | st:MODEL (default: clip)",
+        help="scorer for --cropper text_match or proposal: clip[:MODEL] | st:MODEL | demo",
     )
     crop.add_argument(
         "--threshold",
@@ -58,7 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub)
     _add_demo_parser(sub)
     _add_bench_parser(sub)
+    _add_train_parser(sub)
     return parser
+
+
+def _add_train_parser(sub: Any) -> None:
+    from region_rerank.train.proposal_cli import add_proposal_arguments
+
+    train = sub.add_parser("train", help="train crop policies")
+    train_sub = train.add_subparsers(dest="train_command", required=True)
+    proposal = train_sub.add_parser(
+        "proposal", help="r-GRPO training of the light proposal policy on the demo world"
+    )
+    add_proposal_arguments(proposal)
 
 
 def _pair(kind: type) -> Any:
@@ -188,7 +201,9 @@ def _crop(args: argparse.Namespace) -> int:
     from region_rerank.types import Query
 
     scorer = (
-        build_scorer(args.scorer, args.device) if args.cropper.startswith("text_match") else None
+        build_scorer(args.scorer, args.device)
+        if args.cropper.startswith(("text_match", "proposal"))
+        else None
     )
     cropper = build_cropper(args.cropper, args.device, scorer=scorer, threshold=args.threshold)
     image = load_image(args.image)
@@ -266,7 +281,7 @@ def _eval(args: argparse.Namespace) -> int:
         if spec == ORACLE:
             methods[name] = ORACLE
         else:
-            uses_scorer = spec.startswith("text_match")
+            uses_scorer = spec.startswith(("text_match", "proposal"))
             methods[name] = build_cropper(spec, args.device, scorer=scorer if uses_scorer else None)
     results = run_eval(
         dataset,
@@ -281,6 +296,14 @@ def _eval(args: argparse.Namespace) -> int:
     )
     print(format_markdown_table(results), end="")
     print(f"wrote {args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from region_rerank.train.proposal_cli import run_proposal_training
+
+    summary = run_proposal_training(args)
+    print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
@@ -333,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "bench":
             return _bench_make(args)
+        if args.command == "train":
+            return _train(args)
     except (RegionRerankError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

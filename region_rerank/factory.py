@@ -2,7 +2,9 @@
 
 Cropper specs: ``"full"``, ``"center[:FRACTION]"``, ``"random[:FRACTION]"``,
 ``"grounding"`` / ``"grounding:MODEL"``, ``"vlm"`` / ``"vlm:MODEL"`` (``MODEL`` is a hub
-id or a local folder), ``"text_match"`` (needs a bi-encoder scorer).
+id or a local folder), ``"text_match"`` (needs a bi-encoder scorer), ``"proposal"`` /
+``"proposal:WEIGHTS"`` (the light learned policy; the shipped weights by default; it uses
+the given scorer, else builds the scorer its weights were trained with).
 
 Scorer specs: ``"clip"`` / ``"clip:MODEL"`` (CLIP, SigLIP, SigLIP2), ``"st:MODEL"``
 (sentence-transformers bi-encoder), ``"cross:MODEL"`` (sentence-transformers
@@ -29,7 +31,16 @@ __all__ = [
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 DEFAULT_DETECTOR_MODEL = "google/owlv2-base-patch16-ensemble"
 DEFAULT_VLM_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
-CROPPER_KINDS = ("full", "center", "random", "grounding", "vlm", "text_match", "fake")
+CROPPER_KINDS = (
+    "full",
+    "center",
+    "random",
+    "grounding",
+    "vlm",
+    "text_match",
+    "proposal",
+    "fake",
+)
 SCORER_KINDS = ("clip", "st", "cross", "demo", "fake")
 
 
@@ -54,7 +65,7 @@ def build_cropper(
     Args:
         spec: The cropper spec.
         device, dtype: Where the cropper's model runs.
-        scorer: The bi-encoder used by ``"text_match"``.
+        scorer: The bi-encoder used by ``"text_match"`` and ``"proposal"``.
         threshold: Detector score threshold (``"grounding"``) or similarity margin
             (``"text_match"``); the cropper's default when ``None``.
     """
@@ -66,6 +77,10 @@ def build_cropper(
             raise ConfigError("the text_match cropper needs a bi-encoder scorer")
         cfg_tm = TextMatchCropperConfig(margin=threshold if threshold is not None else 0.0)
         return TextMatchCropper(scorer, cfg_tm)
+    if kind == "proposal":
+        from region_rerank.croppers.proposal import ProposalPolicyCropper
+
+        return ProposalPolicyCropper(scorer, model, device=device)
     if kind == "full":
         from region_rerank.croppers.full import FullImageCropper
 

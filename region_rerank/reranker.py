@@ -140,7 +140,7 @@ class CroppedReranker:
                     from region_rerank.factory import build_cropper
 
                     spec = str(self._cropper_spec)
-                    scorer = self.scorer if spec.startswith("text_match") else None
+                    scorer = self.scorer if spec.startswith(("text_match", "proposal")) else None
                     self._cropper = build_cropper(spec, self._device, self._dtype, scorer=scorer)
         return self._cropper
 

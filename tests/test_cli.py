@@ -143,3 +143,19 @@ def test_crop_vlm_prints_raw_output(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert 0 <= x1 < x2 <= 84 and 0 <= y1 < y2 <= 56
     else:  # the documented fallback: FULL with the reason
         assert payload["action"] == "FULL" and payload["reason"]
+
+
+def test_train_proposal_command_is_wired() -> None:
+    from region_rerank.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "proposal", "--world", "w", "--out", "o", "--epochs", "3", "--no-margin"]
+    )
+    assert (args.command, args.train_command) == ("train", "proposal")
+    assert (args.world, args.out, args.epochs, args.no_margin, args.unbalanced) == (
+        "w",
+        "o",
+        3,
+        True,
+        False,
+    )

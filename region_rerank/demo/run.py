@@ -17,8 +17,17 @@ __all__ = ["DEMO_METHODS", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
-#: Methods compared by default (besides the always-present ``full`` baseline).
-DEMO_METHODS = ("center", "random", "text_match", "oracle")
+
+def _default_methods() -> tuple[str, ...]:
+    from region_rerank.croppers.proposal import WEIGHTS_PATH
+
+    learned = ("proposal",) if WEIGHTS_PATH.is_file() else ()
+    return ("center", "random", "text_match", *learned, "oracle")
+
+
+#: Methods compared by default (besides the always-present ``full`` baseline); the learned
+#: ``proposal`` policy is included when its weights are shipped.
+DEMO_METHODS = _default_methods()
 
 
 def _methods(names: tuple[str, ...], scorer: Any) -> dict[str, Any]:

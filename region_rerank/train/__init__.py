@@ -1,0 +1,13 @@
+"""Training the crop policies with r-GRPO (METHOD.md section 3).
+
+* :mod:`region_rerank.train.rewards` -- the region-aware mixture reward (relative and
+  absolute variants), the FULL reward, and TRL-compatible reward callables.
+* :mod:`region_rerank.train.sampling` -- decision-balanced group sampling and
+  group-relative advantages.
+* :mod:`region_rerank.train.data` -- training sets built from the evaluation loaders and
+  pools (only queries whose pool holds a positive; candidate embeddings computed once).
+* :mod:`region_rerank.train.proposal_trainer` -- the compact r-GRPO loop that trains the
+  light learned cropper :class:`~region_rerank.croppers.proposal.ProposalPolicyCropper`.
+
+Nothing here is imported by ``import region_rerank``; torch loads inside the modules.
+"""

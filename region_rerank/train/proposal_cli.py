@@ -1,0 +1,63 @@
+"""Arguments and entry point of ``region-rerank train proposal`` (also used by
+``scripts/train_proposal_policy.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_proposal_arguments", "run_proposal_training"]
+
+logger = logging.getLogger(__name__)
+
+
+def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the training options to ``parser``."""
+    from region_rerank.croppers.proposal import WEIGHTS_PATH
+    from region_rerank.train.proposal_trainer import ProposalTrainingConfig
+
+    d = ProposalTrainingConfig()
+    parser.add_argument("--world", default="out/proposal/world", help="demo-world folder")
+    parser.add_argument("--out", default="out/proposal/run", help="caches, curve, summary")
+    parser.add_argument("--weights", default=str(WEIGHTS_PATH), help="output safetensors")
+    parser.add_argument("--n-train", type=int, default=1500, help="train queries if generated")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--beta", type=float, default=d.beta, help="KL weight")
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--group-size", type=int, default=d.sampling.group_size)
+    parser.add_argument("--no-margin", action="store_true", help="reward without the margin term")
+    parser.add_argument("--unbalanced", action="store_true", help="plain group sampling")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1 is robust on a busy box)"
+    )
+
+
+def run_proposal_training(args: argparse.Namespace) -> dict[str, Any]:
+    """Generate the world if missing, train, write the weights; return the summary."""
+    import torch
+
+    from region_rerank.train.proposal_trainer import ProposalTrainingConfig, train_proposal_policy
+    from region_rerank.train.rewards import RewardConfig
+    from region_rerank.train.sampling import GroupSamplingConfig
+
+    torch.set_num_threads(args.threads)
+    world = Path(args.world)
+    if not (world / "train" / "queries.jsonl").is_file():
+        from region_rerank.demo.world import make_world
+
+        logger.info("generating the demo world in %s", world)
+        make_world(world, seed=0, n_train=args.n_train, n_val=200, n_test=500)
+    cfg = ProposalTrainingConfig(
+        epochs=args.epochs,
+        beta=args.beta,
+        lr=args.lr,
+        seed=args.seed,
+        max_seconds=args.max_seconds,
+        sampling=GroupSamplingConfig(group_size=args.group_size, balanced=not args.unbalanced),
+        reward=RewardConfig(use_margin=not args.no_margin),
+    )
+    return train_proposal_policy(world, args.out, config=cfg, weights_out=args.weights)

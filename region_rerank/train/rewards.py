@@ -1,0 +1,358 @@
+"""The region-aware r-GRPO reward (METHOD.md section 3), as plain functions.
+
+For a REGION action with box ``b``, against the full-image ranking of the *same* pool::
+
+    R(REGION, b) = s * max(w1*dMRR + w2*dNDCG + w3*dRank + w4*dMargin, floor)
+    dMRR    = MRR(crop) - MRR(full)
+    dNDCG   = NDCG(crop) - NDCG(full)                  (binary relevance, whole pool)
+    dRank   = log(rank_full + 1) - log(rank_crop + 1)  (first positive, 1-based, natural log)
+    dMargin = margin(crop) - margin(full)
+    margin  = mean(positive scores) - max(negative scores)
+              (1.0 when the pool has no negative, 0.0 when it has no positive)
+
+A malformed box (the policy said it crops but no box could be parsed, or the box is empty
+or inverted after clamping to the image) earns ``malformed_penalty`` (-1). FULL earns
+``full_first`` (+1) when the full image already ranks a positive first, else
+``full_not_first`` (0). Reference defaults: ``w = (0.2, 0.2, 0.2, 0.4)``,
+``floor = -0.05``, ``s = 5``.
+
+Rankings sort scores best first with a stable sort (ties keep the pool order, non-finite
+scores last), exactly like :func:`region_rerank.fusion.rank_candidates`.
+
+**No positive in the pool.** Every term is undefined or constant then, and METHOD.md keeps
+only queries whose pool holds a positive for training. :func:`ranking_stats` still returns
+``(0.0, 0.0, None, 0.0)``, but :func:`region_reward` and :func:`full_reward` raise
+:class:`NoPositiveError`; :func:`make_trl_reward` returns ``None`` (TRL's "no reward")
+for such a sample.
+
+Variants (:attr:`RewardConfig.variant`):
+
+* ``"relative"`` (the paper) -- the mixture of deltas above.
+* ``"absolute"`` -- the same mixture on the crop's own metrics:
+  ``s * max(w1*MRR(crop) + w2*NDCG(crop) + w3*(log 2 - log(rank_crop + 1))
+  + w4*margin(crop), floor)``; the rank term is the crop's rank against an ideal rank 1
+  (0 when first), so every term still grows when the crop ranks better. The full image is
+  not used for REGION rewards; FULL keeps its own reward.
+
+The margin ablation (:attr:`RewardConfig.use_margin` ``False``) sets ``w4`` to 0 and keeps
+the other weights unchanged (no re-normalisation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from region_rerank._validate import check_choice
+from region_rerank.boxes import CoordFrame
+from region_rerank.errors import ConfigError
+
+if TYPE_CHECKING:
+    from region_rerank.images import ImageLoadOptions
+    from region_rerank.scorers.base import Scorer
+
+__all__ = [
+    "REWARD_VARIANTS",
+    "NoPositiveError",
+    "RewardConfig",
+    "RankingStats",
+    "ranking_stats",
+    "region_reward",
+    "full_reward",
+    "malformed_reward",
+    "make_trl_reward",
+]
+
+REWARD_VARIANTS = ("relative", "absolute")
+
+
+class NoPositiveError(ValueError):
+    """The pool holds no positive: the reward is undefined (such queries are not trained)."""
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Settings of the r-GRPO reward (defaults: the reference code's).
+
+    Attributes:
+        weights: ``(w_mrr, w_ndcg, w_rank, w_margin)``, each finite and >= 0.
+        floor: Lower clip of the mixture before scaling (finite, <= 0).
+        scale: The factor ``s`` (finite, > 0).
+        malformed_penalty: Reward of a malformed-box action.
+        full_first: Reward of FULL when the full image ranks a positive first.
+        full_not_first: Reward of FULL otherwise.
+        use_margin: ``False`` drops the margin term (the paper's ablation).
+        variant: ``"relative"`` (deltas against the full image) or ``"absolute"``.
+
+    Raises:
+        ConfigError: Naming the invalid field and what is allowed.
+    """
+
+    weights: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.4)
+    floor: float = -0.05
+    scale: float = 5.0
+    malformed_penalty: float = -1.0
+    full_first: float = 1.0
+    full_not_first: float = 0.0
+    use_margin: bool = True
+    variant: str = "relative"
+
+    def __post_init__(self) -> None:
+        weights = tuple(self.weights)
+        if len(weights) != 4:
+            raise ConfigError(
+                f"weights={self.weights!r} must have 4 values (mrr, ndcg, rank, margin)"
+            )
+        for name, w in zip(("mrr", "ndcg", "rank", "margin"), weights):
+            if not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+                raise ConfigError(f"weights[{name}]={w!r} must be a finite number >= 0")
+        object.__setattr__(self, "weights", tuple(float(w) for w in weights))
+        for name in ("floor", "scale", "malformed_penalty", "full_first", "full_not_first"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name}={value!r} must be a finite number")
+        if self.floor > 0:
+            raise ConfigError(f"floor={self.floor!r} must be <= 0")
+        if self.scale <= 0:
+            raise ConfigError(f"scale={self.scale!r} must be > 0")
+        if not isinstance(self.use_margin, bool):
+            raise ConfigError(f"use_margin={self.use_margin!r} must be True or False")
+        check_choice("variant", self.variant, REWARD_VARIANTS)
+
+    @property
+    def effective_weights(self) -> tuple[float, float, float, float]:
+        """The weights used: ``w_margin`` is 0 when :attr:`use_margin` is off."""
+        w1, w2, w3, w4 = self.weights
+        return (w1, w2, w3, w4 if self.use_margin else 0.0)
+
+
+class RankingStats(NamedTuple):
+    """Metrics of one ranking of a pool.
+
+    Attributes:
+        mrr: ``1 / rank`` of the first positive (0.0 without positives).
+        ndcg: NDCG over the whole pool with binary relevance (0.0 without positives).
+        rank_first_positive: 1-based rank of the first positive (``None`` without).
+        margin: ``mean(positive scores) - max(negative scores)`` (1.0 without negatives,
+            0.0 without positives).
+    """
+
+    mrr: float
+    ndcg: float
+    rank_first_positive: int | None
+    margin: float
+
+
+def _check(scores: Sequence[float], is_positive: Sequence[bool]) -> tuple[list[float], list[bool]]:
+    vals = [float(s) for s in scores]
+    pos = [bool(p) for p in is_positive]
+    if len(vals) != len(pos):
+        raise ValueError(f"{len(vals)} scores but {len(pos)} positive flags")
+    if not vals:
+        raise ValueError("the pool is empty")
+    return vals, pos
+
+
+def ranking_stats(scores: Sequence[float], is_positive: Sequence[bool]) -> RankingStats:
+    """MRR, NDCG, first-positive rank and margin of the ranking given by ``scores``.
+
+    Args:
+        scores: One score per pool entry (higher is better).
+        is_positive: One relevance flag per pool entry.
+
+    Raises:
+        ValueError: Lengths differ or the pool is empty.
+    """
+    vals, pos = _check(scores, is_positive)
+    order = sorted(
+        range(len(vals)), key=lambda i: (0, -vals[i]) if math.isfinite(vals[i]) else (1, 0.0)
+    )
+    n_pos = sum(pos)
+    if n_pos == 0:
+        return RankingStats(0.0, 0.0, None, 0.0)
+    rank = next(r for r, i in enumerate(order, start=1) if pos[i])
+    dcg = sum(1.0 / math.log2(r + 1) for r, i in enumerate(order, start=1) if pos[i])
+    ideal = sum(1.0 / math.log2(r + 1) for r in range(1, n_pos + 1))
+    negatives = [v for v, p in zip(vals, pos) if not p]
+    mean_pos = sum(v for v, p in zip(vals, pos) if p) / n_pos
+    margin = mean_pos - max(negatives) if negatives else 1.0
+    return RankingStats(1.0 / rank, dcg / ideal, rank, margin)
+
+
+def _mixture(config: RewardConfig, terms: tuple[float, float, float, float]) -> float:
+    mix = sum(w * t for w, t in zip(config.effective_weights, terms))
+    return config.scale * max(mix, config.floor)
+
+
+def region_reward(
+    full_scores: Sequence[float] | None,
+    crop_scores: Sequence[float] | None,
+    is_positive: Sequence[bool],
+    config: RewardConfig | None = None,
+) -> float:
+    """Reward of a REGION action (see the module docstring).
+
+    Args:
+        full_scores: Pool scores against the full image (unused by ``"absolute"``, which
+            accepts ``None``).
+        crop_scores: Pool scores against the crop; ``None`` means the box was malformed
+            and gives :attr:`RewardConfig.malformed_penalty`.
+        is_positive: Relevance flag per pool entry.
+        config: :class:`RewardConfig` (reference defaults when ``None``).
+
+    Raises:
+        NoPositiveError: The pool holds no positive.
+        ValueError: Mismatched lengths, or ``full_scores`` missing for ``"relative"``.
+    """
+    cfg = config or RewardConfig()
+    if not any(bool(p) for p in is_positive):
+        raise NoPositiveError("the pool holds no positive; the reward is undefined")
+    if crop_scores is None:
+        return float(cfg.malformed_penalty)
+    crop = ranking_stats(crop_scores, is_positive)
+    assert crop.rank_first_positive is not None
+    if cfg.variant == "absolute":
+        rank_term = math.log(2.0) - math.log(crop.rank_first_positive + 1)
+        return _mixture(cfg, (crop.mrr, crop.ndcg, rank_term, crop.margin))
+    if full_scores is None:
+        raise ValueError("the relative reward needs the full-image scores")
+    full = ranking_stats(full_scores, is_positive)
+    if len(full_scores) != len(crop_scores):
+        raise ValueError(f"{len(full_scores)} full scores but {len(crop_scores)} crop scores")
+    assert full.rank_first_positive is not None
+    d_rank = math.log(full.rank_first_positive + 1) - math.log(crop.rank_first_positive + 1)
+    return _mixture(
+        cfg, (crop.mrr - full.mrr, crop.ndcg - full.ndcg, d_rank, crop.margin - full.margin)
+    )
+
+
+def full_reward(
+    full_scores: Sequence[float], is_positive: Sequence[bool], config: RewardConfig | None = None
+) -> float:
+    """Reward of the FULL action: :attr:`RewardConfig.full_first` (+1) when the full image
+    already ranks a positive first, else :attr:`RewardConfig.full_not_first` (0).
+
+    Raises:
+        NoPositiveError: The pool holds no positive.
+    """
+    cfg = config or RewardConfig()
+    stats = ranking_stats(full_scores, is_positive)
+    if stats.rank_first_positive is None:
+        raise NoPositiveError("the pool holds no positive; the reward is undefined")
+    return float(cfg.full_first if stats.rank_first_positive == 1 else cfg.full_not_first)
+
+
+def malformed_reward(config: RewardConfig | None = None) -> float:
+    """Reward of a malformed-box action (:attr:`RewardConfig.malformed_penalty`, -1)."""
+    return float((config or RewardConfig()).malformed_penalty)
+
+
+# --------------------------------------------------------------------------- TRL glue
+def _completion_text(completion: Any) -> str:
+    """Text of a TRL completion: a string, or a conversation (last message's content)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Sequence) and completion:
+        last = completion[-1]
+        content = last.get("content", "") if isinstance(last, dict) else last
+        if isinstance(content, str):
+            return content
+        if isinstance(content, Sequence):
+            return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return "" if completion is None else str(completion)
+
+
+def _per_sample(kwargs: dict[str, Any], name: str, n: int, required: bool = True) -> list[Any]:
+    values = kwargs.get(name)
+    if values is None:
+        if required:
+            raise ValueError(f"the region reward needs the per-sample column {name!r}")
+        return [None] * n
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"column {name!r} has {len(values)} values for {n} completions")
+    return values
+
+
+def make_trl_reward(
+    scorer: Scorer,
+    config: RewardConfig | None = None,
+    *,
+    frame: CoordFrame | str = CoordFrame.NORM_1000,
+    image_options: ImageLoadOptions | None = None,
+    min_size: float = 1.0,
+    batch_size: int = 32,
+) -> Callable[..., list[float | None]]:
+    """A TRL reward function ``fn(prompts, completions, **kwargs) -> list[float | None]``.
+
+    Each completion is parsed with
+    :func:`~region_rerank.croppers.vlm_output.decision_from_output`; a crop is embedded
+    by ``scorer`` (the frozen bi-encoder, device crop path) and scored against the sample's
+    precomputed candidate embeddings. Per-sample dataset columns (TRL passes them as
+    keyword lists):
+
+    * ``image`` -- the query image (any :data:`~region_rerank.types.ImageLike`);
+    * ``candidate_embeddings`` -- the pool's ``K x D`` embeddings (tensor / array / lists);
+    * ``is_positive`` -- ``K`` relevance flags;
+    * ``full_scores`` (optional) -- the pool's ``K`` full-image scores, else computed;
+    * ``resized_size`` (optional) -- ``(width, height)`` of the model input, for
+      :attr:`~region_rerank.boxes.CoordFrame.QWEN25_RESIZED`.
+
+    Build these columns with :func:`region_rerank.train.data.build_reward_examples`.
+    Samples whose pool holds no positive get ``None``.
+    """
+    import torch
+
+    from region_rerank.croppers.vlm_output import decision_from_output, parse_policy_output
+    from region_rerank.images import load_image
+    from region_rerank.views import embed_views
+
+    cfg = config or RewardConfig()
+    coord_frame = CoordFrame(frame)
+
+    def region_rerank_reward(
+        prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any
+    ) -> list[float | None]:
+        n = len(completions)
+        images = _per_sample(kwargs, "image", n)
+        embs = _per_sample(kwargs, "candidate_embeddings", n)
+        flags = _per_sample(kwargs, "is_positive", n)
+        given_full = _per_sample(kwargs, "full_scores", n, required=False)
+        resized = _per_sample(kwargs, "resized_size", n, required=False)
+        decoded = [load_image(img, image_options) for img in images]
+        kinds: list[str] = []
+        views: list[list[Any]] = []
+        for i, completion in enumerate(completions):
+            text = _completion_text(completion)
+            parsed = parse_policy_output(text)
+            rs = tuple(resized[i]) if resized[i] is not None else None
+            decision = decision_from_output(
+                text, decoded[i].size, coord_frame, rs, min_size=min_size, source="trl"
+            )
+            kind = "full" if not parsed.wants_crop else ("crop" if decision.is_crop else "bad")
+            kinds.append(kind)
+            sample_views: list[Any] = [None] if given_full[i] is None else []
+            if kind == "crop":
+                sample_views.append(decision.box)
+            views.append(sample_views)
+        view_emb = embed_views(scorer, decoded, views, batch_size=batch_size)
+        out: list[float | None] = []
+        for i, kind in enumerate(kinds):
+            pos = [bool(p) for p in flags[i]]
+            if not any(pos):
+                out.append(None)
+                continue
+            cands = torch.as_tensor(embs[i], dtype=torch.float32)
+            rows = scorer.score(view_emb[i], cands).float().cpu().tolist() if views[i] else []
+            full = list(given_full[i]) if given_full[i] is not None else rows.pop(0)
+            if kind == "full":
+                out.append(full_reward(full, pos, cfg))
+            elif kind == "bad":
+                out.append(malformed_reward(cfg))
+            else:
+                out.append(region_reward(full, rows[0], pos, cfg))
+        return out
+
+    return region_rerank_reward
