@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
-import venv
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.wheels import ROOT, build_wheel, fresh_venv
+
 WHEELHOUSE = Path(os.environ.get("REGION_RERANK_WHEELHOUSE", ROOT / ".wheelhouse"))
 
 pytestmark = [
@@ -31,25 +30,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return next(out.glob("region_rerank-*.whl"))
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def extra_requirements(wheel: Path, extra: str) -> list[str]:
@@ -86,9 +67,7 @@ def test_extra_installs_alone_and_imports_its_adapter(
 ) -> None:
     reqs = extra_requirements(wheel, extra)
     assert reqs, f"the wheel declares no requirements for [{extra}]"
-    env = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(env)
-    py = str(env / "bin" / "python")
+    py = fresh_venv(tmp_path / "venv")
     pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "--no-deps", str(wheel)], check=True, capture_output=True, timeout=300)
     done = subprocess.run(

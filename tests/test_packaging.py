@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import tomllib
 
 import region_rerank
 from region_rerank._optional import EXTRAS, MODULE_EXTRA, install_hint, require
+from tests.wheels import build_wheel, fresh_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = (
@@ -89,30 +89,10 @@ def test_version_matches_pyproject() -> None:
 def test_clean_venv_import_without_any_dependency(tmp_path: Path) -> None:
     """Build the wheel, install it with no dependencies at all into a fresh virtual
     environment, and import the package there: nothing heavy is needed at import."""
-    wheel_dir = tmp_path / "wheel"
+    wheel = build_wheel(tmp_path / "wheel")
+    py = fresh_venv(tmp_path / "venv")
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(wheel_dir),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    wheel = next(wheel_dir.glob("region_rerank-*.whl"))
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    py = env_dir / "bin" / "python"
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        [py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
         check=True,
         capture_output=True,
         timeout=300,
@@ -127,7 +107,7 @@ def test_clean_venv_import_without_any_dependency(tmp_path: Path) -> None:
         "except ImportError as e:\n"
         "    print(e)\n"
     )
-    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run([py, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == (
         'SentenceTransformerScorer needs sentence-transformers: pip install "region-rerank[sbert]"'
