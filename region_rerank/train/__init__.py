@@ -8,6 +8,11 @@
   pools (only queries whose pool holds a positive; candidate embeddings computed once).
 * :mod:`region_rerank.train.proposal_trainer` -- the compact r-GRPO loop that trains the
   light learned cropper :class:`~region_rerank.croppers.proposal.ProposalPolicyCropper`.
+* :mod:`region_rerank.train.vlm_trainer` -- r-GRPO of a Qwen-VL crop policy with a LoRA
+  adapter on TRL's ``GRPOTrainer`` (settings: :mod:`~region_rerank.train.vlm_config`;
+  decision-balanced generation: :mod:`~region_rerank.train.vlm_grpo`,
+  :mod:`~region_rerank.train.balance`; prompts and reward columns:
+  :mod:`~region_rerank.train.vlm_data`).
 
 Nothing here is imported by ``import region_rerank``; torch loads inside the modules.
 """

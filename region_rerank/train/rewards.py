@@ -58,6 +58,7 @@ __all__ = [
     "NoPositiveError",
     "RewardConfig",
     "RankingStats",
+    "completion_text",
     "ranking_stats",
     "region_reward",
     "full_reward",
@@ -250,17 +251,34 @@ def malformed_reward(config: RewardConfig | None = None) -> float:
 
 
 # --------------------------------------------------------------------------- TRL glue
-def _completion_text(completion: Any) -> str:
-    """Text of a TRL completion: a string, or a conversation (last message's content)."""
+def _tool_call_text(calls: Any) -> str:
+    """Parsed tool calls (``[{"function": {"name", "arguments"}}]``) back in the policy's
+    ``<tool_call>`` text format, for tokenizers whose response parser splits them out."""
+    import json
+
+    out = []
+    for call in calls if isinstance(calls, Sequence) else ():
+        fn = call.get("function", call) if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            payload = {"name": fn.get("name"), "arguments": fn.get("arguments")}
+            out.append(f"<tool_call>{json.dumps(payload, default=str)}</tool_call>")
+    return "".join(out)
+
+
+def completion_text(completion: Any) -> str:
+    """Text of a TRL completion: a string, or a conversation (last message's content plus
+    its parsed ``tool_calls``, if any)."""
     if isinstance(completion, str):
         return completion
     if isinstance(completion, Sequence) and completion:
         last = completion[-1]
         content = last.get("content", "") if isinstance(last, dict) else last
-        if isinstance(content, str):
-            return content
+        calls = _tool_call_text(last.get("tool_calls")) if isinstance(last, dict) else ""
+        if isinstance(content, str) or content is None:
+            return (content or "") + calls
         if isinstance(content, Sequence):
-            return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+            text = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return text + calls
     return "" if completion is None else str(completion)
 
 
@@ -325,7 +343,7 @@ def make_trl_reward(
         kinds: list[str] = []
         views: list[list[Any]] = []
         for i, completion in enumerate(completions):
-            text = _completion_text(completion)
+            text = completion_text(completion)
             parsed = parse_policy_output(text)
             rs = tuple(resized[i]) if resized[i] is not None else None
             decision = decision_from_output(
@@ -337,6 +355,10 @@ def make_trl_reward(
             if kind == "crop":
                 sample_views.append(decision.box)
             views.append(sample_views)
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric) and n:
+            log_metric("policy/crop_rate", sum(k != "full" for k in kinds) / n)
+            log_metric("policy/malformed_rate", kinds.count("bad") / n)
         view_emb = embed_views(scorer, decoded, views, batch_size=batch_size)
         out: list[float | None] = []
         for i, kind in enumerate(kinds):
