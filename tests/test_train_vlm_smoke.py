@@ -207,3 +207,68 @@ def test_adapter_reloads_into_vlmcropper_and_decides(run: dict[str, Any], world:
             plain = cropper.model(**inputs).logits
     assert not torch.allclose(tuned, plain)
     assert os.path.isfile(run["out"] / "adapter" / "adapter_model.safetensors")
+
+
+def test_two_processes_keep_whole_balanced_groups(world: Path, tmp_path: Path) -> None:
+    """The launch ``accelerate launch`` performs for multi-GPU (torchrun, one process per
+    device), here with 2 CPU processes on gloo: each process trains on its own queries and
+    balances its own groups."""
+    import socket
+    import subprocess
+    import sys
+
+    model = build_tiny_qwen("qwen2_5_vl", tmp_path / "model")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        CONFIG.format(
+            model=model,
+            out=tmp_path / "out",
+            world=world,
+            pool=POOL,
+            queries=QUERIES,
+            group=GROUP,
+            steps=2,
+            template=TEMPLATE,
+        )
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    with socket.socket() as sock:  # a free loopback port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        port,
+    ]
+    cmd = [
+        *torchrun,
+        "-m",
+        "region_rerank.cli",
+        "train",
+        "vlm",
+        "--config",
+        str(cfg),
+        "--no-progress",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen: list[set[str]] = []
+    for name in ("completions.jsonl", "completions.rank1.jsonl"):
+        groups: dict[tuple[int, str], list[bool]] = defaultdict(list)
+        for line in (tmp_path / "out" / name).read_text().splitlines():
+            r = json.loads(line)
+            groups[(r["step"], r["query_id"])].append(
+                parse_policy_output(r["completion"]).wants_crop
+            )
+        assert len(groups) == 2 and all(
+            len(g) == GROUP and set(g) == {True, False} for g in groups.values()
+        )
+        seen.append({q for _, q in groups})
+    assert not seen[0] & seen[1]  # the processes trained on different queries
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["steps"] == 2
