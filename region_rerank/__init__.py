@@ -33,7 +33,9 @@ _EXPORTS: dict[str, str] = {
     "InvalidBoxError": "region_rerank.errors",
     "CandidateError": "region_rerank.errors",
     "CropperError": "region_rerank.errors",
+    "CropperTimeoutError": "region_rerank.errors",
     "ScorerError": "region_rerank.errors",
+    "UnsafeWeightsError": "region_rerank.errors",
     "DatasetFormatError": "region_rerank.errors",
     # images and boxes
     "ImageLoadOptions": "region_rerank.images",
@@ -76,11 +78,13 @@ if TYPE_CHECKING:
         CandidateError,
         ConfigError,
         CropperError,
+        CropperTimeoutError,
         ImageLoadError,
         ImageTooLargeError,
         InvalidBoxError,
         RegionRerankError,
         ScorerError,
+        UnsafeWeightsError,
         URLFetchDisabledError,
     )
     from region_rerank.images import ImageLoadOptions, load_image

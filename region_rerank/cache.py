@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_range
 from region_rerank.errors import CandidateError, ScorerError
+from region_rerank.oom import map_batches
+from region_rerank.salvage import embed_salvaging
 from region_rerank.types import Candidate
 
 if TYPE_CHECKING:
@@ -150,8 +152,9 @@ class EmbeddingCache:
         max_bytes: Upper bound of the summed ``tensor.nbytes`` of stored entries. ``0``
             disables caching.
 
-    Entries that are not finite 1-D tensors are treated as corrupt: dropped on read and
-    counted in :attr:`corrupt`.
+    Entries that are not finite 1-D floating-point tensors (of the expected length, when
+    the reader gives one) are treated as corrupt: dropped on read, counted in
+    :attr:`corrupt`, and recomputed by the reader.
     """
 
     def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
@@ -173,8 +176,13 @@ class EmbeddingCache:
     def __len__(self) -> int:
         return len(self._data)
 
-    def get(self, key: str) -> torch.Tensor | None:
-        """Return the embedding for ``key`` (marking it recently used) or ``None``."""
+    def get(self, key: str, dim: int | None = None) -> torch.Tensor | None:
+        """Return the embedding for ``key`` (marking it recently used) or ``None``.
+
+        Args:
+            key: The content key.
+            dim: The expected length; an entry of another length is corrupt.
+        """
         import torch
 
         with self._lock:
@@ -182,11 +190,20 @@ class EmbeddingCache:
             if value is None:
                 self.misses += 1
                 return None
-            if value.ndim != 1 or not bool(torch.isfinite(value).all()):
+            if (
+                not isinstance(value, torch.Tensor)
+                or value.ndim != 1
+                or not value.is_floating_point()
+                or (dim is not None and value.shape[0] != dim)
+                or not bool(torch.isfinite(value).all())
+            ):
                 logger.warning(
-                    "dropping corrupt cache entry %s (shape %s)", key, tuple(value.shape)
+                    "dropping corrupt cache entry %s (%s of shape %s)",
+                    key,
+                    getattr(value, "dtype", type(value).__name__),
+                    tuple(getattr(value, "shape", ())),
                 )
-                self._bytes -= value.nbytes
+                self._bytes -= int(getattr(value, "nbytes", 0))
                 del self._data[key]
                 self.corrupt += 1
                 self.misses += 1
@@ -243,6 +260,7 @@ def pool_embeddings(
     device: Any,
     batch_size: int,
     image_options: ImageLoadOptions | None = None,
+    salvage: bool = False,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Candidate embeddings of several pools, through ``cache``.
 
@@ -256,8 +274,12 @@ def pool_embeddings(
         cache: Where embeddings are looked up and stored.
         dim: Embedding dimension of the scorer (of the query views).
         device: Device of the returned matrices.
-        batch_size: Candidates per ``embed_candidates`` call.
+        batch_size: Candidates per ``embed_candidates`` call (halved on out-of-memory
+            errors, see :func:`region_rerank.oom.map_batches`).
         image_options: Decoding policy for candidate images.
+        salvage: On an image decoding error, score each candidate of the batch without its
+            undecodable images (:mod:`region_rerank.salvage`) instead of raising; a
+            candidate with nothing left is invalid.
 
     Returns:
         Per pool, a ``K x dim`` float32 matrix and a ``K`` boolean validity mask (on CPU).
@@ -281,34 +303,49 @@ def pool_embeddings(
             key = candidate_key(cand, namespace)
             row.append(key)
             if key not in resolved and key not in todo:
-                hit = cache.get(key)
+                hit = cache.get(key, dim)
                 if hit is None:
                     todo[key] = cand
                 else:
                     resolved[key] = hit
         keys.append(row)
     items = list(todo.items())
-    for i in range(0, len(items), batch_size):
-        chunk = items[i : i + batch_size]
-        emb = scorer.embed_candidates([c for _, c in chunk], image_options)
+
+    def embed(chunk: list[Candidate]) -> torch.Tensor:
+        emb = scorer.embed_candidates(chunk, image_options)
         if tuple(emb.shape) != (len(chunk), dim):
             raise ScorerError(
                 f"{getattr(scorer, 'name', type(scorer).__name__)}.embed_candidates returned "
                 f"shape {tuple(emb.shape)} for {len(chunk)} candidates; the query views have "
                 f"{dim} dimensions"
             )
-        for (key, _), vec in zip(chunk, emb):
-            resolved[key] = vec
+        return emb
+
+    def embed_chunk(chunk: list[Candidate]) -> list[tuple[torch.Tensor | None, bool]]:
+        if salvage:
+            return embed_salvaging(embed, chunk, image_options)
+        return [(row, True) for row in embed(chunk)]
+
+    batches = map_batches(
+        embed_chunk, [c for _, c in items], batch_size, what="candidate embedding batch"
+    )
+    for (key, _), (vec, exact) in zip(items, itertools.chain.from_iterable(batches)):
+        if vec is None:
+            continue
+        resolved[key] = vec
+        if exact:
             cache.put(key, vec)
     outs, masks = [], []
     for pool, row in zip(pools, keys):
         mat = torch.zeros(len(pool), dim, device=device)
         ok = torch.ones(len(pool), dtype=torch.bool)
         for j, (cand, ckey) in enumerate(zip(pool, row)):
-            if ckey is not None:
+            if ckey is not None and ckey in resolved:
                 mat[j] = resolved[ckey].to(device)
-            elif cand.embedding is not None:
+            elif ckey is None and cand.embedding is not None:
                 mat[j] = _precomputed(cand, dim, device)
+            elif ckey is not None:  # salvage found nothing usable (already logged)
+                ok[j] = False
             else:
                 logger.warning("candidate %r has no text, image or embedding; ranked last", cand.id)
                 ok[j] = False

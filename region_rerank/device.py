@@ -1,11 +1,13 @@
 """Device and dtype resolution (``"auto"`` picks cuda, then mps, then cpu), and loading a
-transformers model in a resolved dtype whatever the installed transformers version."""
+transformers model in a resolved dtype whatever the installed transformers version, from
+safetensors only unless the caller opts in to pickled weights."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from region_rerank.errors import ConfigError
+from region_rerank.errors import ConfigError, UnsafeWeightsError
 
 __all__ = [
     "DTYPE_NAMES",
@@ -13,7 +15,10 @@ __all__ = [
     "resolve_dtype",
     "resolve_device_dtype",
     "from_pretrained",
+    "pickle_refused_message",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: The dtype names every ``dtype=`` setting accepts (besides a ``torch.dtype``).
 DTYPE_NAMES = ("auto", "float32", "float16", "bfloat16")
@@ -72,14 +77,43 @@ def resolve_device_dtype(device: Any, dtype: Any, *, prefer_bf16: bool = False) 
     return dev, resolve_dtype(dtype, dev)
 
 
-def from_pretrained(auto_class: Any, name: str, *, dtype: Any, **kwargs: Any) -> Any:
+def from_pretrained(
+    auto_class: Any, name: str, *, dtype: Any, allow_pickle: bool = False, **kwargs: Any
+) -> Any:
     """``auto_class.from_pretrained(name, ...)`` loading the weights in ``dtype``.
 
-    transformers 5 names the argument ``dtype``; releases before 4.56 only know
-    ``torch_dtype`` (and ignore ``dtype``, loading float32).
+    Only safetensors weights are loaded unless ``allow_pickle=True``: pickled weights
+    (``pytorch_model.bin``, ``.pt``) can run code when unpickled. transformers 5 names the
+    dtype argument ``dtype``; releases before 4.56 only know ``torch_dtype`` (and ignore
+    ``dtype``, loading float32).
+
+    Raises:
+        UnsafeWeightsError: ``name`` has no safetensors weights and ``allow_pickle`` is False.
     """
     import transformers
 
     major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
     key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
-    return auto_class.from_pretrained(name, **{key: dtype}, **kwargs)
+    if allow_pickle:
+        logger.warning(
+            "loading %r with allow_pickle=True: pickled weights may execute code; only use "
+            "it for models you trust",
+            name,
+        )
+    else:
+        kwargs["use_safetensors"] = True
+    try:
+        return auto_class.from_pretrained(name, **{key: dtype}, **kwargs)
+    except OSError as exc:
+        if allow_pickle or "safetensors" not in str(exc):
+            raise
+        raise UnsafeWeightsError(pickle_refused_message(name, exc)) from exc
+
+
+def pickle_refused_message(name: str, exc: BaseException) -> str:
+    """The message of :class:`UnsafeWeightsError` for model ``name``."""
+    return (
+        f"{name!r} has no safetensors weights ({exc}); pickled weights (.bin / .pt) are "
+        "refused because loading them can execute code. Convert the model to safetensors, "
+        "or pass allow_pickle=True if you trust its source"
+    )

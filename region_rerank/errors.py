@@ -18,7 +18,9 @@ __all__ = [
     "InvalidBoxError",
     "CandidateError",
     "CropperError",
+    "CropperTimeoutError",
     "ScorerError",
+    "UnsafeWeightsError",
     "DatasetFormatError",
 ]
 
@@ -55,8 +57,17 @@ class CropperError(RegionRerankError, RuntimeError):
     """A cropper failed to produce a decision."""
 
 
+class CropperTimeoutError(CropperError):
+    """A cropper did not decide within ``RerankerConfig.crop_timeout``."""
+
+
 class ScorerError(RegionRerankError, RuntimeError):
     """A scorer failed to embed or score."""
+
+
+class UnsafeWeightsError(ConfigError):
+    """A model folder or hub id only offers pickled weights (``.bin`` / ``.pt``), which can
+    run code when loaded; they are refused unless the caller opts in (``allow_pickle=True``)."""
 
 
 class DatasetFormatError(RegionRerankError, ValueError):

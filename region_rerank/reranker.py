@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_choice, check_int, check_range, check_rerank_inputs
 from region_rerank.boxes import clamp_box, ensure_min_size, pad_box
+from region_rerank.budget import call_with_timeout, limit_question
 from region_rerank.cache import EmbeddingCache, pool_embeddings
 from region_rerank.croppers.base import QueryCropper
 from region_rerank.fusion import FUSION_MODES, fuse_scores, input_order, rank_candidates
@@ -52,11 +53,18 @@ class RerankerConfig:
         cache_bytes: Byte bound of the candidate-embedding cache (0 disables it).
         tensor_crop: Crop and resize on the scorer's device when it supports it.
         on_error: ``"fallback"`` (a failing query degrades alone: full image when the
-            cropper fails, original order when decoding or scoring fails, warning logged)
-            or ``"raise"`` (errors propagate unchanged).
+            cropper fails or overruns ``crop_timeout``, original order when decoding or
+            scoring fails, warning logged; a candidate whose image cannot be decoded is
+            scored without it, or ranked last when nothing is left) or ``"raise"`` (errors
+            propagate unchanged).
         crop_margin: Grow each crop by this fraction of its size per side.
         min_crop_size: Grow crops smaller than this many pixels per side.
         image_options: Pixel budget and URL policy for every image decoded.
+        crop_timeout: Seconds the cropper may take per query (a batch of ``n`` queries
+            gets ``n`` times this); ``None`` = unbounded. An overrun raises
+            :class:`~region_rerank.errors.CropperTimeoutError` (FULL in fallback mode).
+        max_question_chars: Questions longer than this are cut to this many characters
+            (warning logged) before the cropper or a cross-encoder sees them.
     """
 
     fusion: str = "crop"
@@ -69,6 +77,8 @@ class RerankerConfig:
     crop_margin: float = 0.0
     min_crop_size: int = 0
     image_options: ImageLoadOptions = field(default_factory=ImageLoadOptions)
+    crop_timeout: float | None = None
+    max_question_chars: int = 4096
 
     def __post_init__(self) -> None:
         check_choice("fusion", self.fusion, FUSION_MODES)
@@ -80,6 +90,9 @@ class RerankerConfig:
         check_int("cache_bytes", self.cache_bytes, 0)
         check_range("crop_margin", self.crop_margin, 0.0)
         check_range("min_crop_size", self.min_crop_size, 0)
+        if self.crop_timeout is not None:
+            check_range("crop_timeout", self.crop_timeout, 0, low_inclusive=False)
+        check_int("max_question_chars", self.max_question_chars, 1)
 
 
 def _now() -> float:
@@ -244,8 +257,14 @@ class CroppedReranker:
     ) -> list[tuple[CropDecision, str | None]]:
         """Ask the cropper; in fallback mode a failing query gets FULL (error noted)."""
         decoded = [replace(q, image=img) for q, img in zip(queries, images)]
+        budget = self.config.crop_timeout
         try:
-            return [(d, None) for d in self.cropper.decide_batch(decoded)]
+            batch_budget = None if budget is None else budget * len(decoded)
+            what = f"the cropper on a batch of {len(decoded)} queries"
+            decided = call_with_timeout(
+                self.cropper.decide_batch, decoded, timeout=batch_budget, what=what
+            )
+            return [(d, None) for d in decided]
         except Exception as exc:
             if self.config.on_error == "raise":
                 raise
@@ -253,7 +272,10 @@ class CroppedReranker:
         out: list[tuple[CropDecision, str | None]] = []
         for query, img in zip(decoded, images):
             try:
-                out.append((self.cropper.decide(query), None))
+                what = f"the cropper on query {query.id!r}"
+                out.append(
+                    (call_with_timeout(self.cropper.decide, query, timeout=budget, what=what), None)
+                )
             except Exception as exc:
                 msg = f"{type(exc).__name__}: {exc}"
                 logger.warning(
@@ -298,6 +320,7 @@ class CroppedReranker:
         decisions: Sequence[CropDecision] | None,
     ) -> list[RerankResult]:
         timings: dict[str, float] = {"batch_queries": float(len(queries))}
+        queries = [limit_question(q, self.config.max_question_chars) for q in queries]
         t = _now()
         opts = self.config.image_options
         images = [load_image(q.image, opts) for q in queries]
@@ -366,6 +389,7 @@ class CroppedReranker:
             device=view_emb[0].device,
             batch_size=self.config.batch_size,
             image_options=self.config.image_options,
+            salvage=self.config.on_error == "fallback",
         )
         timings["embed_candidates"] = _now() - t
         t = _now()
@@ -396,7 +420,9 @@ class CroppedReranker:
         opts = self.config.image_options
         for query, img, decision, pool in zip(queries, images, decisions, pools):
             boxes = self._views(decision)
-            rows = pair_view_scores(scorer, query, img, boxes, pool, opts)
+            rows = pair_view_scores(
+                scorer, query, img, boxes, pool, opts, salvage=self.config.on_error == "fallback"
+            )
             out.append((rows[-1], rows[0] if len(rows) == 2 else None))
         timings["score"] = _now() - t
         return out

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from region_rerank.errors import ScorerError
 from region_rerank.images import ImageLoadOptions, crop_pil, crop_resize, pil_to_tensor
+from region_rerank.oom import map_batches
+from region_rerank.salvage import score_salvaging
 from region_rerank.scorers.base import PairScorer, Scorer, TensorImageScorer
 from region_rerank.types import Box, Candidate, Query
 
@@ -48,7 +50,7 @@ def embed_views(
         images: Decoded RGB query images.
         views: For each image, the boxes to embed (``None`` = the full image).
         tensor_crop: Use the device crop path when the scorer supports it.
-        batch_size: Views per forward pass.
+        batch_size: Views per forward pass (halved on out-of-memory errors).
 
     Returns:
         For each image, a ``len(views[i]) x D`` tensor of normalised embeddings.
@@ -73,12 +75,10 @@ def embed_views(
         ]
         if pixel_batches:
             pixels = torch.cat(pixel_batches, 0)
-            for i in range(0, pixels.shape[0], batch_size):
-                flat.append(scorer.embed_pixel_values(pixels[i : i + batch_size]))
+            flat = map_batches(scorer.embed_pixel_values, pixels, batch_size, what="view batch")
     else:
         crops = [crop_pil(img, box) for img, boxes in zip(images, views) for box in boxes]
-        for i in range(0, len(crops), batch_size):
-            flat.append(scorer.embed_images(crops[i : i + batch_size]))
+        flat = map_batches(scorer.embed_images, crops, batch_size, what="view batch")
     embeddings = torch.cat(flat, 0) if flat else torch.zeros(0, 0)
     out: list[torch.Tensor] = []
     start = 0
@@ -95,12 +95,18 @@ def pair_view_scores(
     boxes: Sequence[Box | None],
     pool: Sequence[Candidate],
     image_options: ImageLoadOptions | None = None,
+    *,
+    batch_size: int | None = None,
+    salvage: bool = False,
 ) -> list[list[float]]:
     """Cross-encoder scores of ``pool`` for each view of one decoded query image.
 
     A candidate with neither text nor images cannot be scored (a cross-encoder does not use
     precomputed embeddings): it gets ``-inf`` and a warning, and never reaches the model.
-    Non-finite scores become ``-inf``.
+    Non-finite scores become ``-inf``. The pool is sent in one call, or in calls of
+    ``batch_size`` candidates; either is halved on out-of-memory errors. With ``salvage``,
+    an image decoding error scores each candidate without its undecodable images
+    (:func:`region_rerank.salvage.score_salvaging`).
 
     Returns:
         One row of ``len(pool)`` scores per box (``None`` = the full image).
@@ -119,13 +125,22 @@ def pair_view_scores(
     subset = [pool[j] for j in scorable]
     rows = []
     for box in boxes:
+        view = crop_pil(image, box)
+
+        def score_chunk(chunk: list[Candidate], view: Image.Image = view) -> list[float]:
+            def score(items: list[Candidate]) -> list[float]:
+                got = list(scorer.score_pairs(query, view, items, image_options))
+                if len(got) != len(items):
+                    raise ScorerError(
+                        f"{name} returned {len(got)} scores for {len(items)} candidates"
+                    )
+                return got
+
+            return score_salvaging(score, chunk, image_options) if salvage else score(chunk)
+
         row = [-math.inf] * len(pool)
-        scores = (
-            scorer.score_pairs(query, crop_pil(image, box), subset, image_options) if subset else []
-        )
-        if len(scores) != len(subset):
-            raise ScorerError(f"{name} returned {len(scores)} scores for {len(subset)} candidates")
-        for j, score in zip(scorable, scores):
-            row[j] = float(score) if math.isfinite(float(score)) else -math.inf
+        parts = map_batches(score_chunk, subset, batch_size or len(subset), what="pair batch")
+        for j, value in zip(scorable, (v for part in parts for v in part)):
+            row[j] = float(value) if math.isfinite(float(value)) else -math.inf
         rows.append(row)
     return rows

@@ -315,7 +315,7 @@ def test_image_urls_are_ignored_unless_allowed() -> None:
     assert out[0].score == pytest.approx(_fake_pp().postprocess_nodes(text_twin, bundle)[0].score)
 
 
-def test_allowed_url_that_fails_offline_falls_back_to_the_original_order(
+def test_allowed_url_that_fails_offline_scores_that_node_by_its_text(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bundle = ImageQueryBundle("?", image=_split_image("red", "blue"))
@@ -323,13 +323,17 @@ def test_allowed_url_that_fails_offline_falls_back_to_the_original_order(
     assert pp.reranker.config.image_options.allow_urls
     with caplog.at_level(logging.WARNING):
         out = pp.postprocess_nodes(_url_nodes(), bundle)
-    assert _ids(out) == ["b", "u"]  # original order
-    assert [n.score for n in out] == [0.9, 0.3]  # the retrieval scores
+    # Per-candidate fallback: the unfetchable image is dropped, the node keeps its text
+    # score, the query is not degraded and no node is lost.
+    assert sorted(_ids(out)) == ["b", "u"]
     meta = out[0].node.metadata
-    assert meta[FALLBACK_KEY] is True
-    assert meta[DECISION_KEY]["source"] == "fallback"
-    assert "ImageLoadError" in meta[DECISION_KEY]["reason"]
-    assert "degraded" in caplog.text
+    assert meta[FALLBACK_KEY] is False
+    assert meta[DECISION_KEY]["source"] != "fallback"
+    assert "undecodable image" in caplog.text and "cannot fetch image" in caplog.text
+    text_twin = [NodeWithScore(node=TextNode(id_="t", text="red"), score=0.3)]
+    twin_pp = RegionRerankPostprocessor(cropper="fake", scorer="fake", top_n=None)
+    by_id = {n.node.node_id: n.score for n in out}
+    assert by_id["u"] == pytest.approx(twin_pp.postprocess_nodes(text_twin, bundle)[0].score)
 
     strict = CroppedReranker(
         FakeCropper(),

@@ -47,7 +47,7 @@ from region_rerank.croppers.question_phrases import (
     phrases_from_question,
 )
 from region_rerank.device import DTYPE_NAMES, from_pretrained, resolve_device_dtype
-from region_rerank.errors import ConfigError, CropperError
+from region_rerank.errors import ConfigError, CropperError, UnsafeWeightsError
 from region_rerank.images import ImageLoadOptions, load_image
 from region_rerank.types import CropDecision, Query
 
@@ -97,6 +97,8 @@ class GroundingCropperConfig:
             loads (an injected ``model_obj`` stays where it is).
         dtype: ``"auto"`` (float16 on GPU, float32 on CPU), ``"float32"``, ``"float16"`` or
             ``"bfloat16"``; only for models this cropper loads.
+        allow_pickle: Also accept pickled detector weights (``pytorch_model.bin``); off by
+            default, only safetensors load (loading a pickle can execute code).
     """
 
     model_type: str = "auto"
@@ -111,6 +113,7 @@ class GroundingCropperConfig:
     batch_size: int = 8
     device: Any = "auto"
     dtype: str = "auto"
+    allow_pickle: bool = False
 
     def __post_init__(self) -> None:
         check_choice("model_type", self.model_type, ["auto", "owlvit", "owlv2", "grounding-dino"])
@@ -227,8 +230,12 @@ class GroundingCropper(BaseCropper):
             if self._model is None:
                 device, dtype = resolve_device_dtype(self.config.device, self.config.dtype)
                 auto = transformers.AutoModelForZeroShotObjectDetection
-                model = from_pretrained(auto, self.model_name, dtype=dtype)
+                model = from_pretrained(
+                    auto, self.model_name, dtype=dtype, allow_pickle=self.config.allow_pickle
+                )
                 self._model = model.to(device).eval()
+        except UnsafeWeightsError:
+            raise
         except (OSError, ValueError, KeyError) as exc:
             raise CropperError(
                 f"GroundingCropper could not load detector {self.model_name!r}: {exc}"

@@ -8,8 +8,8 @@ import threading
 from typing import Any
 
 from region_rerank._optional import require
-from region_rerank.device import resolve_device
-from region_rerank.errors import ConfigError
+from region_rerank.device import pickle_refused_message, resolve_device
+from region_rerank.errors import ConfigError, UnsafeWeightsError
 
 __all__ = ["progress_enabled", "warn_remote_code", "load_st_model", "LazySTModel"]
 
@@ -42,6 +42,7 @@ def load_st_model(
     model_kwargs: dict[str, Any],
     required_method: str,
     what: str,
+    allow_pickle: bool = False,
 ) -> Any:
     """Load (or adopt) a sentence-transformers model and put it in eval mode.
 
@@ -56,22 +57,42 @@ def load_st_model(
         model_kwargs: Extra constructor keyword arguments.
         required_method: The method the model must have (``"encode"``, ``"predict"``).
         what: How the model is described in errors (``"a sentence-transformers model"``).
+        allow_pickle: Also accept pickled weights; otherwise only safetensors load
+            (``use_safetensors=True`` is added to the constructor's ``model_kwargs``).
 
     Raises:
         ImportError: sentence-transformers is not installed.
+        UnsafeWeightsError: Only pickled weights exist and ``allow_pickle`` is False.
         ConfigError: The model cannot be loaded or lacks ``required_method``.
     """
     st = require("sentence_transformers", feature=feature)
     model = model_obj
     if model is None:
+        kwargs = dict(model_kwargs)
+        if allow_pickle:
+            logger.warning(
+                "%s(%r, allow_pickle=True): pickled weights may execute code; only use it "
+                "for models you trust",
+                feature,
+                model_id,
+            )
+        else:
+            kwargs["model_kwargs"] = {**kwargs.get("model_kwargs", {}), "use_safetensors": True}
         try:
             model = getattr(st, cls_name)(
                 model_id,
                 device=str(resolve_device(device)),
                 trust_remote_code=trust_remote_code,
-                **model_kwargs,
+                **kwargs,
             )
-        except (OSError, ValueError, KeyError) as exc:
+        except OSError as exc:
+            if allow_pickle or "safetensors" not in str(exc):
+                raise ConfigError(
+                    f"{feature} cannot load model {model_id!r}: {exc}. Pass {what} name or a "
+                    f"folder written by {cls_name}.save"
+                ) from exc
+            raise UnsafeWeightsError(pickle_refused_message(model_id, exc)) from exc
+        except (ValueError, KeyError) as exc:
             raise ConfigError(
                 f"{feature} cannot load model {model_id!r}: {exc}. Pass {what} name or a "
                 f"folder written by {cls_name}.save"
@@ -104,11 +125,13 @@ class LazySTModel:
         device: Any,
         trust_remote_code: bool,
         model_kwargs: dict[str, Any] | None,
+        allow_pickle: bool = False,
     ) -> None:
         if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
             raise ConfigError(f"model must be a model name or a folder path, got {model!r}")
         self.model_id = str(model)
         self.trust_remote_code = bool(trust_remote_code)
+        self.allow_pickle = bool(allow_pickle)
         self.model_kwargs = dict(model_kwargs or {})
         self._device_arg = device
         self._model: Any = model_obj
@@ -136,6 +159,7 @@ class LazySTModel:
                     model_kwargs=self.model_kwargs,
                     required_method=self._required_method,
                     what=self._what,
+                    allow_pickle=self.allow_pickle,
                 )
                 self._on_loaded(model)
                 self._model = model

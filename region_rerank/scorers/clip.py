@@ -29,7 +29,7 @@ from region_rerank.device import (
     resolve_device_dtype,
     resolve_dtype,
 )
-from region_rerank.errors import ConfigError, ScorerError
+from region_rerank.errors import ConfigError, ScorerError, UnsafeWeightsError
 from region_rerank.images import load_image
 from region_rerank.scorers.base import (
     BaseEmbeddingScorer,
@@ -105,6 +105,8 @@ class ClipScorer(BaseEmbeddingScorer):
             ``model`` is then only used to find the processor when ``processor`` is None.
         processor: An already loaded processor (tokenizer + image processor).
         trust_remote_code: Passed to ``from_pretrained``; runs code from the model repository.
+        allow_pickle: Also accept pickled weights (``pytorch_model.bin``); off by default,
+            only safetensors load (loading a pickle can execute code).
 
     Raises:
         ConfigError: A setting is invalid, or (on first use) the model cannot be loaded or is
@@ -125,6 +127,7 @@ class ClipScorer(BaseEmbeddingScorer):
         processor: Any = None,
         trust_remote_code: bool = False,
         max_text_tokens: int | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
             raise ConfigError(f"model must be a hub id or a folder path, got {model!r}")
@@ -138,6 +141,7 @@ class ClipScorer(BaseEmbeddingScorer):
         self.batch_size = int(batch_size)
         self.candidate_config = candidate_config or CandidateEmbeddingConfig()
         self.trust_remote_code = bool(trust_remote_code)
+        self.allow_pickle = bool(allow_pickle)
         self._device_arg = device
         self._dtype_arg = dtype
         self._model: Any = model_obj
@@ -228,8 +232,14 @@ class ClipScorer(BaseEmbeddingScorer):
 
         try:
             return from_pretrained(
-                AutoModel, self.model_id, dtype=dtype, trust_remote_code=self.trust_remote_code
+                AutoModel,
+                self.model_id,
+                dtype=dtype,
+                allow_pickle=self.allow_pickle,
+                trust_remote_code=self.trust_remote_code,
             )
+        except UnsafeWeightsError:
+            raise
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(
                 f"ClipScorer cannot load model {self.model_id!r}: {exc}. Pass a hub id such as "

@@ -52,6 +52,8 @@ class CrossEncoderScorer(LazySTModel):
             logits. Off gives raw logits, which do not saturate.
         model_obj: An already loaded ``CrossEncoder``.
         trust_remote_code: Passed to ``CrossEncoder``; runs code from the repository.
+        allow_pickle: Also accept pickled weights (``pytorch_model.bin``); off by default,
+            only safetensors load (loading a pickle can execute code).
         model_kwargs: Extra keyword arguments for ``CrossEncoder(...)``.
 
     Raises:
@@ -79,11 +81,12 @@ class CrossEncoderScorer(LazySTModel):
         model_obj: Any = None,
         trust_remote_code: bool = False,
         model_kwargs: dict[str, Any] | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         check_range("batch_size", batch_size, 1)
         check_range("max_text_chars", max_text_chars, 1)
         check_range("max_candidate_images", max_candidate_images, 0)
-        self._init_model(model, model_obj, device, trust_remote_code, model_kwargs)
+        self._init_model(model, model_obj, device, trust_remote_code, model_kwargs, allow_pickle)
         self.name = f"cross-encoder:{self.model_id}"
         self.batch_size = int(batch_size)
         self.max_text_chars = int(max_text_chars)

@@ -54,6 +54,8 @@ class SentenceTransformerScorer(LazySTModel, BaseEmbeddingScorer):
         candidate_config: How candidate images and text combine.
         model_obj: An already loaded ``SentenceTransformer``.
         trust_remote_code: Passed to ``SentenceTransformer``; runs code from the repository.
+        allow_pickle: Also accept pickled weights (``pytorch_model.bin``); off by default,
+            only safetensors load (loading a pickle can execute code).
         model_kwargs: Extra keyword arguments for ``SentenceTransformer(...)`` (e.g.
             ``{"model_kwargs": {"dtype": "float16"}}``, ``{"cache_folder": ...}``).
 
@@ -78,9 +80,10 @@ class SentenceTransformerScorer(LazySTModel, BaseEmbeddingScorer):
         model_obj: Any = None,
         trust_remote_code: bool = False,
         model_kwargs: dict[str, Any] | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         check_range("batch_size", batch_size, 1)
-        self._init_model(model, model_obj, device, trust_remote_code, model_kwargs)
+        self._init_model(model, model_obj, device, trust_remote_code, model_kwargs, allow_pickle)
         self.name = f"sentence-transformers:{self.model_id}"
         self.batch_size = int(batch_size)
         self.candidate_config = candidate_config or CandidateEmbeddingConfig()
