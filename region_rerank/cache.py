@@ -150,8 +150,8 @@ class EmbeddingCache:
         max_bytes: Upper bound of the summed ``tensor.nbytes`` of stored entries. ``0``
             disables caching.
 
-    Entries that are not finite 1-D tensors are treated as corrupt: dropped on read and
-    counted in :attr:`corrupt`.
+    Values that are not finite 1-D tensors are corrupt: refused by :meth:`put` (checked
+    once there, not on every read) and counted in :attr:`corrupt`.
     """
 
     def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
@@ -174,21 +174,12 @@ class EmbeddingCache:
         return len(self._data)
 
     def get(self, key: str) -> torch.Tensor | None:
-        """Return the embedding for ``key`` (marking it recently used) or ``None``."""
-        import torch
+        """Return the embedding for ``key`` (marking it recently used) or ``None``.
 
+        The returned tensor is the stored one: treat it as read-only."""
         with self._lock:
             value = self._data.get(key)
             if value is None:
-                self.misses += 1
-                return None
-            if value.ndim != 1 or not bool(torch.isfinite(value).all()):
-                logger.warning(
-                    "dropping corrupt cache entry %s (shape %s)", key, tuple(value.shape)
-                )
-                self._bytes -= value.nbytes
-                del self._data[key]
-                self.corrupt += 1
                 self.misses += 1
                 return None
             self._data.move_to_end(key)
@@ -198,8 +189,15 @@ class EmbeddingCache:
     def put(self, key: str, value: torch.Tensor) -> None:
         """Store a detached copy of ``value``, evicting least-recently-used entries over
         the bound."""
+        import torch
+
         size = value.nbytes
         if size > self.max_bytes:
+            return
+        if value.ndim != 1 or not bool(torch.isfinite(value).all()):
+            logger.warning("refusing corrupt cache entry %s (shape %s)", key, tuple(value.shape))
+            with self._lock:
+                self.corrupt += 1
             return
         # A compact copy: a row of a scorer's batch output is a view that would keep the
         # whole batch alive (and share the caller's buffer) while counting as one row.
@@ -301,18 +299,20 @@ def pool_embeddings(
             resolved[key] = vec
             cache.put(key, vec)
     outs, masks = [], []
+    zero = torch.zeros(dim, device=device)
     for pool, row in zip(pools, keys):
-        mat = torch.zeros(len(pool), dim, device=device)
+        rows: list[torch.Tensor] = []
         ok = torch.ones(len(pool), dtype=torch.bool)
         for j, (cand, ckey) in enumerate(zip(pool, row)):
             if ckey is not None:
-                mat[j] = resolved[ckey].to(device)
+                rows.append(resolved[ckey].to(device))
             elif cand.embedding is not None:
-                mat[j] = _precomputed(cand, dim, device)
+                rows.append(_precomputed(cand, dim, device))
             else:
                 logger.warning("candidate %r has no text, image or embedding; ranked last", cand.id)
                 ok[j] = False
-        outs.append(mat)
+                rows.append(zero)
+        outs.append(torch.stack(rows).float() if rows else torch.zeros(0, dim, device=device))
         masks.append(ok)
     return outs, masks
 

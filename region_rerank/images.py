@@ -317,6 +317,7 @@ def crop_resize(
     std: tuple[float, ...] | None = None,
     interpolation: str = "bicubic",
     dtype: Any = None,
+    resize_uint8: bool = False,
 ) -> torch.Tensor:
     """Crop each box (``None`` = the whole image) from a ``3xHxW`` tensor and resize.
 
@@ -329,6 +330,10 @@ def crop_resize(
         mean, std: Per-channel normalisation applied after resizing.
         interpolation: ``"bicubic"`` or ``"bilinear"`` (antialiased).
         dtype: Output dtype (default float32).
+        resize_uint8: With a ``uint8`` image on the CPU, resize in ``uint8`` (channels-last)
+            as the torchvision-backed image processors do: several times faster, values
+            rounded to 1/255 before scaling. Otherwise (or on another device) resize in
+            float32, exactly as torchvision's ``resized_crop`` on float input.
 
     Returns:
         ``N x 3 x size[0] x size[1]`` tensor on ``image.device``.
@@ -339,7 +344,11 @@ def crop_resize(
     if image.ndim != 3 or image.shape[0] != 3:
         raise ImageLoadError(f"expected a 3xHxW image tensor, got shape {tuple(image.shape)}")
     _, h, w = image.shape
-    x = image.float().div_(255.0) if image.dtype == torch.uint8 else image.float()
+    in_uint8 = resize_uint8 and image.dtype == torch.uint8 and image.device.type == "cpu"
+    if in_uint8:
+        x = image
+    else:
+        x = image.float().div_(255.0) if image.dtype == torch.uint8 else image.float()
     outs = []
     for box in boxes:
         region = box or Box(0.0, 0.0, float(w), float(h))
@@ -349,10 +358,15 @@ def crop_resize(
         right = min(max(round(coords[2]), left + 1), w)
         bottom = min(max(round(coords[3]), top + 1), h)
         patch = x[:, top:bottom, left:right][None]
+        if in_uint8:
+            patch = patch.contiguous(memory_format=torch.channels_last)
         outs.append(
             F.interpolate(patch, size=size, mode=interpolation, antialias=True, align_corners=False)
         )
-    batch = torch.cat(outs, 0).clamp_(0.0, 1.0)
+    if in_uint8:
+        batch = torch.cat(outs, 0).float().div_(255.0)
+    else:
+        batch = torch.cat(outs, 0).clamp_(0.0, 1.0)
     if mean is not None and std is not None:
         m = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1)
         s = torch.tensor(std, device=batch.device).view(1, -1, 1, 1)

@@ -1,0 +1,417 @@
+"""``region-rerank bench speed``: the speed figures of the re-ranker on this machine.
+
+Models: the embedded demo scorer (the real all-MiniLM-L6-v2 text tower + the small CNN
+image tower) and the light learned cropper (:class:`ProposalPolicyCropper`, shipped
+weights); the CLIP ViT-L/14 image processor geometry (224 px, bicubic, centre crop) for
+the tensor-crop figure. Every figure is a median over ``repeats`` runs; every comparison
+is a ratio of two medians measured one after the other in this process. Queries and
+candidate images are PNG bytes, so decoding is part of every re-rank.
+
+Figures (JSON keys): ``cache_speedup``, ``batch_speedup``, ``tensor_crop_speedup``,
+``k_scaling_100_over_20``, ``non_model_overhead``, ``cropper_cost_ratio``,
+``light_cropper_over_floor``, ``cache_peak_mb`` (see :data:`FIGURES`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from region_rerank.bench.cache_memory import measure_cache_memory
+from region_rerank.bench.timing import ForwardTimer, median_seconds
+from region_rerank.bench.workload import Workload, make_workload
+
+__all__ = ["FIGURES", "TARGETS", "SpeedSettings", "run_speed_bench", "format_table", "machine"]
+
+logger = logging.getLogger(__name__)
+
+#: JSON key -> what it measures.
+FIGURES: dict[str, str] = {
+    "cache_speedup": "cold / warm re-rank of the same 50 candidates (full image)",
+    "batch_speedup": "16 queries one by one / rerank_batch (light cropper, K=20, warm cache)",
+    "tensor_crop_speedup": "PIL crops + processor / tensor crop path (decode + 16 crops, 224px)",
+    "k_scaling_100_over_20": "re-rank time K=100 / K=20, cached candidates (full image)",
+    "non_model_overhead": "share of re-rank wall time outside model forwards (light, K=20)",
+    "light_cropper_over_floor": "light cropper time / its proposal + question forwards",
+    "cache_peak_mb": "peak RSS growth of a cache holding 10,000 embeddings (MB)",
+}
+#: JSON key -> (comparison, target) on CPU, from the issue.
+TARGETS: dict[str, tuple[str, float]] = {
+    "cache_speedup": (">=", 5.0),
+    "batch_speedup": (">=", 2.5),
+    "tensor_crop_speedup": (">=", 2.0),
+    "k_scaling_100_over_20": ("<=", 1.5),
+    "non_model_overhead": ("<=", 0.15),
+    "light_cropper_over_floor": ("<=", 1.3),
+}
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """Sizes of the benchmark.
+
+    Attributes:
+        repeats: Timed runs per figure (the median is reported).
+        batch_queries: Queries of the batching figure.
+        cache_candidates: Candidates of the cache figure.
+        cache_entries: Embeddings stored by the cache-memory figure.
+        crop_boxes: Proposal crops of the tensor-crop figure.
+        pool_sizes: ``(small, large)`` K of the scaling figure.
+    """
+
+    repeats: int = 15
+    batch_queries: int = 16
+    cache_candidates: int = 50
+    cache_entries: int = 10_000
+    crop_boxes: int = 16
+    pool_sizes: tuple[int, int] = (20, 100)
+
+    @classmethod
+    def quick(cls) -> SpeedSettings:
+        """A fast configuration for CI (same code paths, fewer and smaller runs)."""
+        return cls(repeats=2, batch_queries=4, cache_candidates=20, cache_entries=1000)
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, core count, load average and library versions."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _params(module: Any) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+class _Bench:
+    """The components and workload shared by the figures."""
+
+    def __init__(self, settings: SpeedSettings) -> None:
+        from region_rerank.croppers.baselines import CenterCropper, RandomCropper
+        from region_rerank.croppers.full import FullImageCropper
+        from region_rerank.croppers.proposal import ProposalPolicyCropper
+        from region_rerank.croppers.text_match import TextMatchCropper
+        from region_rerank.demo.scorer import DemoScorer
+
+        self.settings = settings
+        self.scorer = DemoScorer(device="cpu")
+        self.proposal = ProposalPolicyCropper(self.scorer)
+        self.croppers: dict[str, Any] = {
+            "full": FullImageCropper(),
+            "center": CenterCropper(),
+            "random": RandomCropper(),
+            "text_match": TextMatchCropper(self.scorer),
+            "proposal": self.proposal,
+        }
+        n_queries = max(settings.batch_queries, 4)
+        self.world: Workload = make_workload(n_queries, max(settings.pool_sizes[1], 100))
+        self.scorer_modules = [self.scorer.tower, self.scorer.text_model]
+
+    def reranker(self, cropper: str, cache_bytes: int = 256 * 1024 * 1024) -> Any:
+        from region_rerank.reranker import CroppedReranker, RerankerConfig
+
+        return CroppedReranker(
+            self.croppers[cropper], self.scorer, config=RerankerConfig(cache_bytes=cache_bytes)
+        )
+
+    def models(self) -> dict[str, Any]:
+        text = self.scorer.text_model
+        return {
+            "scorer": "demo (all-MiniLM-L6-v2 text tower, real weights + CNN image tower)",
+            "text_tower_params": _params(text),
+            "image_tower_params": _params(self.scorer.tower),
+            "image_input": list(self.scorer.image_spec.size),
+            "light_cropper": "proposal (shipped weights)",
+            "light_cropper_params": _params(self.proposal.net),
+            "light_cropper_actions": 1 + len(self.proposal._boxes(_blank(self.world), "")),
+            "query_canvas": list(self.world.canvas),
+        }
+
+
+def _blank(world: Workload) -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", world.canvas)
+
+
+def _median_share(fn: Callable[[], Any], timer: ForwardTimer, repeats: int) -> tuple[float, float]:
+    """Median over runs of (wall seconds, seconds inside timed forwards) of ``fn``."""
+    fn()
+    walls, inside = [], []
+    with timer:
+        for _ in range(repeats):
+            timer.reset()
+            start = time.perf_counter()
+            fn()
+            walls.append(time.perf_counter() - start)
+            inside.append(timer.seconds)
+    shares = [i / w for i, w in zip(inside, walls)]
+    return statistics.median(walls), statistics.median(shares)
+
+
+def _cache_figure(b: _Bench) -> dict[str, Any]:
+    rr = b.reranker("full")
+    query, pool = b.world.queries[0], b.world.kb[: b.settings.cache_candidates]
+    n = b.settings.repeats
+    cold = median_seconds(lambda: rr.rerank(query, pool), n, setup=rr.cache.clear)
+    rr.rerank(query, pool)
+    warm = median_seconds(lambda: rr.rerank(query, pool), n)
+    return {"cache_cold_s": cold, "cache_warm_s": warm, "cache_speedup": cold / warm}
+
+
+def _batch_figure(b: _Bench) -> dict[str, Any]:
+    rr = b.reranker("proposal")
+    k = b.settings.pool_sizes[0]
+    queries = b.world.queries[: b.settings.batch_queries]
+    pools = [b.world.pool(i, k) for i in range(len(queries))]
+    n = b.settings.repeats
+
+    def one_by_one() -> None:
+        for q, p in zip(queries, pools):
+            rr.rerank(q, p)
+
+    out: dict[str, Any] = {}
+    for label, setup in (("", None), ("_cold", rr.cache.clear)):
+        rr.rerank_batch(queries, pools)
+        single = median_seconds(one_by_one, n, setup=setup)
+        batch = median_seconds(lambda: rr.rerank_batch(queries, pools), n, setup=setup)
+        out[f"batch_single_s{label}"] = single
+        out[f"batch_batched_s{label}"] = batch
+        out[f"batch_speedup{label}"] = single / batch
+    return out
+
+
+def _tensor_crop_figure(b: _Bench) -> dict[str, Any]:
+    import torch
+    from transformers import CLIPImageProcessor, CLIPImageProcessorPil
+
+    from region_rerank.images import crop_pil, crop_resize, load_image, pil_to_tensor
+    from region_rerank.proposals import grid_proposals
+
+    query = make_workload(1, 8, canvas=(640, 480)).queries[0].image
+    boxes = grid_proposals((640, 480))[: b.settings.crop_boxes]
+    fast, slow = CLIPImageProcessor(), CLIPImageProcessorPil()
+    side = int(fast.crop_size["height"])
+    mean, std = tuple(fast.image_mean), tuple(fast.image_std)
+
+    def tensor_path() -> torch.Tensor:
+        img = load_image(query)
+        return crop_resize(
+            pil_to_tensor(img),
+            list(boxes),
+            (side, side),
+            center_crop=True,
+            mean=mean,
+            std=std,
+            resize_uint8=True,
+        )
+
+    def pil_path(processor: Any) -> torch.Tensor:
+        img = load_image(query)
+        crops = [crop_pil(img, box) for box in boxes]
+        out: torch.Tensor = processor(images=crops, return_tensors="pt")["pixel_values"]
+        return out
+
+    n = b.settings.repeats
+    t_tensor = median_seconds(tensor_path, n)
+    t_pil = median_seconds(lambda: pil_path(fast), n)
+    t_pil_slow = median_seconds(lambda: pil_path(slow), n)
+    diff = float((tensor_path() - pil_path(fast)).abs().mean())
+    return {
+        "tensor_crop_s": t_tensor,
+        "pil_crop_s": t_pil,
+        "pil_crop_pil_backend_s": t_pil_slow,
+        "tensor_crop_speedup": t_pil / t_tensor,
+        "tensor_crop_speedup_vs_pil_backend": t_pil_slow / t_tensor,
+        "tensor_crop_mean_abs_diff": diff,
+        "tensor_crop_setup": f"640x480 PNG, {len(boxes)} crops -> {side}x{side} (CLIP ViT-L/14)",
+    }
+
+
+def _k_figure(b: _Bench) -> dict[str, Any]:
+    small, large = b.settings.pool_sizes
+    out: dict[str, Any] = {}
+    for cropper in ("full", "proposal"):
+        rr = b.reranker(cropper)
+        query = b.world.queries[0]
+        times = {}
+        for k in (small, large):
+            pool = b.world.pool(0, k)
+            rr.rerank(query, pool)
+            times[k] = median_seconds(lambda p=pool: rr.rerank(query, p), b.settings.repeats)
+        suffix = "" if cropper == "full" else f"_{cropper}"
+        out[f"k{small}_s{suffix}"] = times[small]
+        out[f"k{large}_s{suffix}"] = times[large]
+        out[f"k_scaling_{large}_over_{small}{suffix}"] = times[large] / times[small]
+    return out
+
+
+def _overhead_figure(b: _Bench) -> dict[str, Any]:
+    k = b.settings.pool_sizes[0]
+    out: dict[str, Any] = {}
+    for cropper in ("proposal", "full"):
+        rr = b.reranker(cropper)
+        modules = list(b.scorer_modules)
+        if cropper == "proposal":
+            modules.append(b.proposal.net)
+        query, pool = b.world.queries[1], b.world.pool(1, k)
+        timer = ForwardTimer(modules)
+        suffix = "" if cropper == "proposal" else f"_{cropper}"
+        rr.rerank(query, pool)
+        wall, share = _median_share(lambda: rr.rerank(query, pool), timer, b.settings.repeats)
+        out[f"rerank_k{k}_s{suffix}"] = wall
+        out[f"non_model_overhead{suffix}"] = 1.0 - share
+        if cropper == "proposal":
+            rr.cache.clear()
+            timer = ForwardTimer(modules)
+            wall, share = _median_share(
+                lambda: (rr.cache.clear(), rr.rerank(query, pool)), timer, b.settings.repeats
+            )
+            out["non_model_overhead_cold"] = 1.0 - share
+    return out
+
+
+def _cropper_figure(b: _Bench) -> dict[str, Any]:
+    small, large = b.settings.pool_sizes
+    query = b.world.queries[2]
+    n = b.settings.repeats
+    plain_rr = b.reranker("full")
+    pool = b.world.pool(2, small)
+    plain_rr.rerank(query, pool)
+    plain = median_seconds(lambda: plain_rr.rerank(query, pool), n)
+    ratio, growth, per_query = {}, {}, {}
+    for name in b.croppers:
+        rr = b.reranker(name)
+        crop_time = {}
+        for k in (small, large):
+            p = b.world.pool(2, k)
+            rr.rerank(query, p)
+            crop_time[k] = statistics.median(
+                rr.rerank(query, p).timings["crop"] for _ in range(n)
+            )
+        per_query[name] = crop_time[small]
+        ratio[name] = crop_time[small] / plain
+        growth[name] = crop_time[large] / crop_time[small]
+    timer = ForwardTimer(b.scorer_modules)
+    wall, share = _median_share(lambda: b.proposal.decide_batch([query]), timer, n)
+    return {
+        "plain_rerank_s": plain,
+        "cropper_s": per_query,
+        "cropper_cost_ratio": ratio,
+        f"cropper_cost_k{large}_over_k{small}": growth,
+        "light_cropper_s": wall,
+        "light_cropper_over_floor": 1.0 / share,
+    }
+
+
+def _memory_figure(b: _Bench) -> dict[str, Any]:
+    n = b.settings.cache_entries
+    dim = int(b.scorer.embed_texts(["x"]).shape[1])
+    full = measure_cache_memory(n, dim, 256 * 1024 * 1024)
+    small_bound = n * dim * 4 // 2
+    bounded = measure_cache_memory(n, dim, small_bound)
+    return {
+        "cache_peak_mb": full["peak_rss_growth_bytes"] / 2**20,
+        "cache_held_mb": full["bytes_held"] / 2**20,
+        "cache_entries_held": full["entries_held"],
+        "cache_bound_held": bool(full["bound_held"] and bounded["bound_held"]),
+        "cache_half_bound": bounded,
+        "cache_full_bound": full,
+    }
+
+
+def run_speed_bench(
+    settings: SpeedSettings | None = None, json_path: str | Path | None = None
+) -> dict[str, Any]:
+    """Measure every figure and return them (and write them as JSON to ``json_path``).
+
+    Returns:
+        The figures (keys of :data:`FIGURES` plus the raw times behind each ratio), the
+        model sizes, the settings, the machine and the targets.
+    """
+    import torch
+
+    s = settings or SpeedSettings()
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    bench = _Bench(s)
+    results: dict[str, Any] = {}
+    for name, figure in (
+        ("cache", _cache_figure),
+        ("batch", _batch_figure),
+        ("tensor crop", _tensor_crop_figure),
+        ("pool size", _k_figure),
+        ("overhead", _overhead_figure),
+        ("croppers", _cropper_figure),
+        ("cache memory", _memory_figure),
+    ):
+        t = time.perf_counter()
+        results.update(figure(bench))
+        logger.info("%s figure measured in %.1f s", name, time.perf_counter() - t)
+    report = {
+        "figures": results,
+        "models": bench.models(),
+        "settings": s.__dict__,
+        "machine": machine(),
+        "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()},
+        "seconds": time.perf_counter() - started,
+    }
+    if json_path is not None:
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return report
+
+
+def _verdict(key: str, value: float) -> str:
+    if key not in TARGETS:
+        return ""
+    op, target = TARGETS[key]
+    ok = value >= target if op == ">=" else value <= target
+    return f"{op} {target:g}: {'met' if ok else 'NOT met'}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The figures of ``report`` as a Markdown table (figure, value, target, meaning)."""
+    f = report["figures"]
+    rows = ["| figure | value | target | what |", "|---|---|---|---|"]
+    for key, what in FIGURES.items():
+        rows.append(f"| `{key}` | {f[key]:.3g} | {_verdict(key, f[key])} | {what} |")
+    for name, value in f["cropper_cost_ratio"].items():
+        growth = next(v for k, v in f.items() if k.startswith("cropper_cost_k"))[name]
+        rows.append(
+            f"| `cropper_cost_ratio.{name}` | {value:.3g} | K=100/K=20: {growth:.2f} | "
+            f"{f['cropper_s'][name] * 1000:.1f} ms per query vs plain re-rank "
+            f"{f['plain_rerank_s'] * 1000:.1f} ms |"
+        )
+    m = report["machine"]
+    rows.append("")
+    rows.append(
+        f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"load {m['load_average_1m']}; medians of {report['settings']['repeats']} runs."
+    )
+    return "\n".join(rows) + "\n"
