@@ -349,24 +349,30 @@ def crop_resize(
         x = image
     else:
         x = image.float().div_(255.0) if image.dtype == torch.uint8 else image.float()
-    outs = []
-    for box in boxes:
+    # Patches of the same size (e.g. one scale of a proposal grid) are resized in one call.
+    groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for i, box in enumerate(boxes):
         region = box or Box(0.0, 0.0, float(w), float(h))
         coords = _square_centre(region) if center_crop else region.as_tuple()
         left = min(max(round(coords[0]), 0), w - 1)
         top = min(max(round(coords[1]), 0), h - 1)
         right = min(max(round(coords[2]), left + 1), w)
         bottom = min(max(round(coords[3]), top + 1), h)
-        patch = x[:, top:bottom, left:right][None]
+        groups.setdefault((bottom - top, right - left), []).append((i, top, left))
+    outs: list[torch.Tensor] = [x[:0]] * len(boxes)
+    for (ph, pw), members in groups.items():
+        patches = torch.stack([x[:, t : t + ph, lf : lf + pw] for _, t, lf in members])
         if in_uint8:
-            patch = patch.contiguous(memory_format=torch.channels_last)
-        outs.append(
-            F.interpolate(patch, size=size, mode=interpolation, antialias=True, align_corners=False)
+            patches = patches.contiguous(memory_format=torch.channels_last)
+        resized = F.interpolate(
+            patches, size=size, mode=interpolation, antialias=True, align_corners=False
         )
+        for (i, _, _), out in zip(members, resized):
+            outs[i] = out
     if in_uint8:
-        batch = torch.cat(outs, 0).float().div_(255.0)
+        batch = torch.stack(outs).float().div_(255.0)
     else:
-        batch = torch.cat(outs, 0).clamp_(0.0, 1.0)
+        batch = torch.stack(outs).clamp_(0.0, 1.0)
     if mean is not None and std is not None:
         m = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1)
         s = torch.tensor(std, device=batch.device).view(1, -1, 1, 1)
