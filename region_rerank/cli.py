@@ -105,6 +105,12 @@ def _add_bench_parser(sub: Any) -> None:
     make.add_argument(
         "--templates", help="question-templates file (one per line, {ref} placeholder)"
     )
+    speed = bench_sub.add_parser("speed", help="measure the speed figures and print the table")
+    speed.add_argument("--json", help="also write the figures as JSON to this path")
+    speed.add_argument("--repeats", type=int, default=9, help="timed runs per figure (median)")
+    speed.add_argument(
+        "--quick", action="store_true", help="1 run of small sizes (CI smoke run; no figures)"
+    )
 
 
 def _add_demo_parser(sub: Any) -> None:
@@ -340,6 +346,16 @@ def _bench_make(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_speed(args: argparse.Namespace) -> int:
+    from region_rerank.bench.speed import SpeedSettings, format_table, run_speed_bench
+
+    settings = SpeedSettings.quick() if args.quick else SpeedSettings(repeats=args.repeats)
+    print(format_table(run_speed_bench(settings, args.json)), end="")
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``region-rerank`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -355,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args)
         if args.command == "bench":
-            return _bench_make(args)
+            return _bench_speed(args) if args.bench_command == "speed" else _bench_make(args)
         if args.command == "train":
             return _train(args)
     except (RegionRerankError, ImportError, OSError) as exc:

@@ -7,7 +7,7 @@ resident set size (``ru_maxrss``), then stores ``n`` embeddings (rows of scorer-
 its bound after every insertion, and records the peak again. The difference is the memory
 the cache costs, including what its byte bound does not count (keys, tensor headers).
 
-Run directly: ``python -m region_rerank.bench.cache_memory N DIM MAX_BYTES`` prints JSON.
+Run directly: ``python -m region_rerank.bench.cache_memory N DIM MAX_BYTES...`` prints JSON.
 """
 
 from __future__ import annotations
@@ -61,30 +61,31 @@ def _fill(n: int, dim: int, max_bytes: int) -> dict[str, Any]:
     }
 
 
-def measure_cache_memory(n: int, dim: int, max_bytes: int) -> dict[str, Any]:
-    """Fill a cache bounded by ``max_bytes`` with ``n`` float32 embeddings of ``dim`` in a
-    fresh process and return its figures (entries held, evictions, byte counts, whether
-    the bound held after every insertion, and the peak RSS growth).
+def measure_cache_memory(n: int, dim: int, bounds: list[int]) -> list[dict[str, Any]]:
+    """Fill one cache per byte bound in ``bounds`` with ``n`` float32 embeddings of ``dim``,
+    one after the other in a fresh process, and return their figures (entries held,
+    evictions, byte counts, whether the bound held after every insertion, and the peak
+    RSS growth, meaningful for the first cache only: later ones reuse freed memory).
 
     Raises:
         RuntimeError: The child process failed.
     """
     code = "import sys; from region_rerank.bench.cache_memory import _main; _main(sys.argv[1:])"
     proc = subprocess.run(
-        [sys.executable, "-c", code, str(n), str(dim), str(max_bytes)],
+        [sys.executable, "-c", code, str(n), str(dim), *(str(b) for b in bounds)],
         capture_output=True,
         text=True,
         check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"cache memory child failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: list[dict[str, Any]] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 
 def _main(argv: list[str]) -> None:
-    n, dim, max_bytes = (int(a) for a in argv)
-    sys.stdout.write(json.dumps(_fill(n, dim, max_bytes)) + "\n")
+    n, dim, *bounds = (int(a) for a in argv)
+    sys.stdout.write(json.dumps([_fill(n, dim, b) for b in bounds]) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from region_rerank._validate import check_int
 from region_rerank.bench.cache_memory import measure_cache_memory
 from region_rerank.bench.timing import ForwardTimer, median_seconds
 from region_rerank.bench.workload import Workload, make_workload
+from region_rerank.errors import ConfigError
 
 __all__ = ["FIGURES", "TARGETS", "SpeedSettings", "run_speed_bench", "format_table", "machine"]
 
@@ -35,13 +37,13 @@ logger = logging.getLogger(__name__)
 
 #: JSON key -> what it measures.
 FIGURES: dict[str, str] = {
-    "cache_speedup": "cold / warm re-rank of the same 50 candidates (full image)",
-    "batch_speedup": "16 queries one by one / rerank_batch (light cropper, K=20, warm cache)",
-    "tensor_crop_speedup": "PIL crops + processor / tensor crop path (decode + 16 crops, 224px)",
+    "cache_speedup": "cold / warm re-rank of the same candidates (full image)",
+    "batch_speedup": "queries one by one / one rerank_batch (light cropper, K=20, warm cache)",
+    "tensor_crop_speedup": "PIL crops + processor / tensor path (decode + crops to 224 px)",
     "k_scaling_100_over_20": "re-rank time K=100 / K=20, cached candidates (full image)",
     "non_model_overhead": "share of re-rank wall time outside model forwards (light, K=20)",
     "light_cropper_over_floor": "light cropper time / its proposal + question forwards",
-    "cache_peak_mb": "peak RSS growth of a cache holding 10,000 embeddings (MB)",
+    "cache_peak_mb": "peak RSS growth of a cache filled with cache_entries embeddings (MB)",
 }
 #: JSON key -> (comparison, target) on CPU, from the issue.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -67,17 +69,23 @@ class SpeedSettings:
         pool_sizes: ``(small, large)`` K of the scaling figure.
     """
 
-    repeats: int = 15
+    repeats: int = 9
     batch_queries: int = 16
     cache_candidates: int = 50
     cache_entries: int = 10_000
     crop_boxes: int = 16
     pool_sizes: tuple[int, int] = (20, 100)
 
+    def __post_init__(self) -> None:
+        for name in ("repeats", "batch_queries", "cache_candidates", "cache_entries", "crop_boxes"):
+            check_int(name, getattr(self, name), 1)
+        if not 1 <= self.pool_sizes[0] < self.pool_sizes[1]:
+            raise ConfigError(f"pool_sizes={self.pool_sizes!r} must be (small, large), 1 <= small")
+
     @classmethod
     def quick(cls) -> SpeedSettings:
         """A fast configuration for CI (same code paths, fewer and smaller runs)."""
-        return cls(repeats=2, batch_queries=4, cache_candidates=20, cache_entries=1000)
+        return cls(repeats=1, batch_queries=2, cache_candidates=10, cache_entries=500)
 
 
 def machine() -> dict[str, Any]:
@@ -195,10 +203,11 @@ def _batch_figure(b: _Bench) -> dict[str, Any]:
             rr.rerank(q, p)
 
     out: dict[str, Any] = {}
-    for label, setup in (("", None), ("_cold", rr.cache.clear)):
+    # The cold variant embeds every pool again in every run: fewer runs (at most 3).
+    for label, setup, runs in (("", None, n), ("_cold", rr.cache.clear, min(n, 3))):
         rr.rerank_batch(queries, pools)
-        single = median_seconds(one_by_one, n, setup=setup)
-        batch = median_seconds(lambda: rr.rerank_batch(queries, pools), n, setup=setup)
+        single = median_seconds(one_by_one, runs, setup=setup, warmup=0)
+        batch = median_seconds(lambda: rr.rerank_batch(queries, pools), runs, setup=setup)
         out[f"batch_single_s{label}"] = single
         out[f"batch_batched_s{label}"] = batch
         out[f"batch_speedup{label}"] = single / batch
@@ -310,9 +319,7 @@ def _cropper_figure(b: _Bench) -> dict[str, Any]:
         for k in (small, large):
             p = b.world.pool(2, k)
             rr.rerank(query, p)
-            crop_time[k] = statistics.median(
-                rr.rerank(query, p).timings["crop"] for _ in range(n)
-            )
+            crop_time[k] = statistics.median(rr.rerank(query, p).timings["crop"] for _ in range(n))
         per_query[name] = crop_time[small]
         ratio[name] = crop_time[small] / plain
         growth[name] = crop_time[large] / crop_time[small]
@@ -331,9 +338,8 @@ def _cropper_figure(b: _Bench) -> dict[str, Any]:
 def _memory_figure(b: _Bench) -> dict[str, Any]:
     n = b.settings.cache_entries
     dim = int(b.scorer.embed_texts(["x"]).shape[1])
-    full = measure_cache_memory(n, dim, 256 * 1024 * 1024)
-    small_bound = n * dim * 4 // 2
-    bounded = measure_cache_memory(n, dim, small_bound)
+    full, bounded = measure_cache_memory(n, dim, [256 * 1024 * 1024, n * dim * 4 // 2])
+    del bounded["peak_rss_growth_bytes"]
     return {
         "cache_peak_mb": full["peak_rss_growth_bytes"] / 2**20,
         "cache_held_mb": full["bytes_held"] / 2**20,
@@ -412,6 +418,7 @@ def format_table(report: dict[str, Any]) -> str:
     rows.append("")
     rows.append(
         f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
-        f"load {m['load_average_1m']}; medians of {report['settings']['repeats']} runs."
+        f"load {m['load_average_1m']:.2f}; medians of {report['settings']['repeats']} runs; "
+        f"settings {report['settings']}."
     )
     return "\n".join(rows) + "\n"
