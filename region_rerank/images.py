@@ -376,7 +376,7 @@ def crop_resize(
     if mean is not None and std is not None:
         m = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1)
         s = torch.tensor(std, device=batch.device).view(1, -1, 1, 1)
-        batch = (batch - m) / s
+        batch = batch.sub_(m).div_(s)
     return batch.to(dtype) if dtype is not None else batch
 
 

@@ -2,7 +2,7 @@
 candidate embeddings, measured in a fresh Python process.
 
 The child process imports torch, warms the allocator with one batch, records its peak
-resident set size (``ru_maxrss``), then stores ``n`` embeddings (rows of scorer-like
+resident set size, then stores ``n`` embeddings (rows of scorer-like
 ``64 x dim`` batches, under real candidate keys), checking the cache's byte count against
 its bound after every insertion, and records the peak again. The difference is the memory
 the cache costs, including what its byte bound does not count (keys, tensor headers).
@@ -23,6 +23,15 @@ _BATCH = 64
 
 
 def _peak_rss_bytes() -> int:
+    """Peak resident set size of this process. On Linux ``VmHWM`` (per address space: a
+    child's ``ru_maxrss`` starts at its parent's size at fork and survives ``exec``)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -22,12 +22,13 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from region_rerank._validate import check_int
 from region_rerank.bench.cache_memory import measure_cache_memory
-from region_rerank.bench.timing import ForwardTimer, median_seconds
+from region_rerank.bench.timing import ForwardTimer, paired_medians
 from region_rerank.bench.workload import Workload, make_workload
 from region_rerank.errors import ConfigError
 
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 FIGURES: dict[str, str] = {
     "cache_speedup": "cold / warm re-rank of the same candidates (full image)",
     "batch_speedup": "queries one by one / one rerank_batch (light cropper, K=20, warm cache)",
-    "tensor_crop_speedup": "PIL crops + processor / tensor path (decode + crops to 224 px)",
+    "tensor_crop_speedup": "PIL round trip (PIL crop, resize, normalise) / tensor path, 224 px",
     "k_scaling_100_over_20": "re-rank time K=100 / K=20, cached candidates (full image)",
     "non_model_overhead": "share of re-rank wall time outside model forwards (light, K=20)",
     "light_cropper_over_floor": "light cropper time / its proposal + question forwards",
@@ -181,14 +182,21 @@ def _median_share(fn: Callable[[], Any], timer: ForwardTimer, repeats: int) -> t
     return statistics.median(walls), statistics.median(shares)
 
 
+def _cold_rerank(rr: Any, query: Any, pool: Any) -> Any:
+    rr.cache.clear()
+    return rr.rerank(query, pool)
+
+
 def _cache_figure(b: _Bench) -> dict[str, Any]:
-    rr = b.reranker("full")
+    cold_rr, warm_rr = b.reranker("full"), b.reranker("full")
     query, pool = b.world.queries[0], b.world.kb[: b.settings.cache_candidates]
-    n = b.settings.repeats
-    cold = median_seconds(lambda: rr.rerank(query, pool), n, setup=rr.cache.clear)
-    rr.rerank(query, pool)
-    warm = median_seconds(lambda: rr.rerank(query, pool), n)
-    return {"cache_cold_s": cold, "cache_warm_s": warm, "cache_speedup": cold / warm}
+    cold, warm, ratio = paired_medians(
+        partial(cold_rr.rerank, query, pool),
+        partial(warm_rr.rerank, query, pool),
+        b.settings.repeats,
+        setup_a=cold_rr.cache.clear,
+    )
+    return {"cache_cold_s": cold, "cache_warm_s": warm, "cache_speedup": ratio}
 
 
 def _batch_figure(b: _Bench) -> dict[str, Any]:
@@ -202,15 +210,18 @@ def _batch_figure(b: _Bench) -> dict[str, Any]:
         for q, p in zip(queries, pools):
             rr.rerank(q, p)
 
+    def batched() -> None:
+        rr.rerank_batch(queries, pools)
+
     out: dict[str, Any] = {}
     # The cold variant embeds every pool again in every run: fewer runs (at most 3).
     for label, setup, runs in (("", None, n), ("_cold", rr.cache.clear, min(n, 3))):
-        rr.rerank_batch(queries, pools)
-        single = median_seconds(one_by_one, runs, setup=setup, warmup=0)
-        batch = median_seconds(lambda: rr.rerank_batch(queries, pools), runs, setup=setup)
+        single, batch, ratio = paired_medians(
+            one_by_one, batched, runs, setup_a=setup, setup_b=setup, warmup=1 if runs == n else 0
+        )
         out[f"batch_single_s{label}"] = single
         out[f"batch_batched_s{label}"] = batch
-        out[f"batch_speedup{label}"] = single / batch
+        out[f"batch_speedup{label}"] = ratio
     return out
 
 
@@ -246,16 +257,15 @@ def _tensor_crop_figure(b: _Bench) -> dict[str, Any]:
         return out
 
     n = b.settings.repeats
-    t_tensor = median_seconds(tensor_path, n)
-    t_pil = median_seconds(lambda: pil_path(fast), n)
-    t_pil_slow = median_seconds(lambda: pil_path(slow), n)
+    t_pil, t_tensor, ratio = paired_medians(partial(pil_path, slow), tensor_path, n)
+    t_tv, _, ratio_tv = paired_medians(partial(pil_path, fast), tensor_path, n)
     diff = float((tensor_path() - pil_path(fast)).abs().mean())
     return {
         "tensor_crop_s": t_tensor,
         "pil_crop_s": t_pil,
-        "pil_crop_pil_backend_s": t_pil_slow,
-        "tensor_crop_speedup": t_pil / t_tensor,
-        "tensor_crop_speedup_vs_pil_backend": t_pil_slow / t_tensor,
+        "torchvision_processor_crop_s": t_tv,
+        "tensor_crop_speedup": ratio,
+        "tensor_crop_speedup_vs_torchvision_processor": ratio_tv,
         "tensor_crop_mean_abs_diff": diff,
         "tensor_crop_setup": f"640x480 PNG, {len(boxes)} crops -> {side}x{side} (CLIP ViT-L/14)",
     }
@@ -263,19 +273,19 @@ def _tensor_crop_figure(b: _Bench) -> dict[str, Any]:
 
 def _k_figure(b: _Bench) -> dict[str, Any]:
     small, large = b.settings.pool_sizes
+    query = b.world.queries[0]
     out: dict[str, Any] = {}
     for cropper in ("full", "proposal"):
         rr = b.reranker(cropper)
-        query = b.world.queries[0]
-        times = {}
-        for k in (small, large):
-            pool = b.world.pool(0, k)
-            rr.rerank(query, pool)
-            times[k] = median_seconds(lambda p=pool: rr.rerank(query, p), b.settings.repeats)
+        t_large, t_small, ratio = paired_medians(
+            partial(rr.rerank, query, b.world.pool(0, large)),
+            partial(rr.rerank, query, b.world.pool(0, small)),
+            b.settings.repeats,
+        )
         suffix = "" if cropper == "full" else f"_{cropper}"
-        out[f"k{small}_s{suffix}"] = times[small]
-        out[f"k{large}_s{suffix}"] = times[large]
-        out[f"k_scaling_{large}_over_{small}{suffix}"] = times[large] / times[small]
+        out[f"k{small}_s{suffix}"] = t_small
+        out[f"k{large}_s{suffix}"] = t_large
+        out[f"k_scaling_{large}_over_{small}{suffix}"] = ratio
     return out
 
 
@@ -291,42 +301,54 @@ def _overhead_figure(b: _Bench) -> dict[str, Any]:
         timer = ForwardTimer(modules)
         suffix = "" if cropper == "proposal" else f"_{cropper}"
         rr.rerank(query, pool)
-        wall, share = _median_share(lambda: rr.rerank(query, pool), timer, b.settings.repeats)
+        wall, share = _median_share(partial(rr.rerank, query, pool), timer, b.settings.repeats)
         out[f"rerank_k{k}_s{suffix}"] = wall
         out[f"non_model_overhead{suffix}"] = 1.0 - share
         if cropper == "proposal":
-            rr.cache.clear()
             timer = ForwardTimer(modules)
             wall, share = _median_share(
-                lambda: (rr.cache.clear(), rr.rerank(query, pool)), timer, b.settings.repeats
+                partial(_cold_rerank, rr, query, pool), timer, b.settings.repeats
             )
             out["non_model_overhead_cold"] = 1.0 - share
     return out
 
 
+def _crop_seconds(rr: Any, query: Any, pool: Any) -> float:
+    seconds: float = rr.rerank(query, pool).timings["crop"]
+    return seconds
+
+
 def _cropper_figure(b: _Bench) -> dict[str, Any]:
     small, large = b.settings.pool_sizes
     query = b.world.queries[2]
-    n = b.settings.repeats
+    pool_small, pool_large = b.world.pool(2, small), b.world.pool(2, large)
     plain_rr = b.reranker("full")
-    pool = b.world.pool(2, small)
-    plain_rr.rerank(query, pool)
-    plain = median_seconds(lambda: plain_rr.rerank(query, pool), n)
+    plain_rr.rerank(query, pool_large)
+    plains: list[float] = []
     ratio, growth, per_query = {}, {}, {}
     for name in b.croppers:
         rr = b.reranker(name)
-        crop_time = {}
-        for k in (small, large):
-            p = b.world.pool(2, k)
-            rr.rerank(query, p)
-            crop_time[k] = statistics.median(rr.rerank(query, p).timings["crop"] for _ in range(n))
-        per_query[name] = crop_time[small]
-        ratio[name] = crop_time[small] / plain
-        growth[name] = crop_time[large] / crop_time[small]
+        rr.rerank(query, pool_large)
+        ratios, growths, crops = [], [], []
+        for _ in range(b.settings.repeats):
+            t = time.perf_counter()
+            plain_rr.rerank(query, pool_small)
+            plain = time.perf_counter() - t
+            c_small = _crop_seconds(rr, query, pool_small)
+            c_large = _crop_seconds(rr, query, pool_large)
+            plains.append(plain)
+            crops.append(c_small)
+            ratios.append(c_small / plain)
+            growths.append(c_large / c_small)
+        per_query[name] = statistics.median(crops)
+        ratio[name] = statistics.median(ratios)
+        growth[name] = statistics.median(growths)
     timer = ForwardTimer(b.scorer_modules)
-    wall, share = _median_share(lambda: b.proposal.decide_batch([query]), timer, n)
+    wall, share = _median_share(
+        partial(b.proposal.decide_batch, [query]), timer, b.settings.repeats
+    )
     return {
-        "plain_rerank_s": plain,
+        "plain_rerank_s": statistics.median(plains),
         "cropper_s": per_query,
         "cropper_cost_ratio": ratio,
         f"cropper_cost_k{large}_over_k{small}": growth,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["median_seconds", "ForwardTimer"]
+__all__ = ["median_seconds", "paired_medians", "ForwardTimer"]
 
 
 def median_seconds(
@@ -46,6 +46,46 @@ def median_seconds(
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def _timed(fn: Callable[[], Any], setup: Callable[[], Any] | None) -> float:
+    if setup is not None:
+        setup()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def paired_medians(
+    a: Callable[[], Any],
+    b: Callable[[], Any],
+    repeats: int,
+    *,
+    warmup: int = 1,
+    setup_a: Callable[[], Any] | None = None,
+    setup_b: Callable[[], Any] | None = None,
+) -> tuple[float, float, float]:
+    """Time ``a`` and ``b`` interleaved (``a b``, then ``b a``, ...) so that a burst of load
+    from other processes hits both sides of a comparison.
+
+    Returns:
+        ``(median seconds of a, median seconds of b, median of the per-pair ratios a / b)``.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be >= 1")
+    for _ in range(warmup):
+        _timed(a, setup_a)
+        _timed(b, setup_b)
+    ta, tb = [], []
+    for i in range(repeats):
+        if i % 2:
+            tb.append(_timed(b, setup_b))
+            ta.append(_timed(a, setup_a))
+        else:
+            ta.append(_timed(a, setup_a))
+            tb.append(_timed(b, setup_b))
+    ratios = [x / y for x, y in zip(ta, tb)]
+    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
 
 
 class ForwardTimer:
