@@ -7,6 +7,8 @@
 - ``region-rerank eval --data DIR [--split S] --cropper [NAME=]SPEC ... --scorer SPEC
   --out DIR``: compare croppers (plus the full-image baseline; ``oracle`` crops the
   ground-truth box), resumably, write the report folder and print the Markdown table.
+- ``region-rerank bench speed [--repeats N] [--json PATH] [--quick]``: measure the speed
+  figures (:mod:`region_rerank.bench.speed`) and print them as a table.
 """
 
 from __future__ import annotations

@@ -359,20 +359,17 @@ def crop_resize(
         right = min(max(round(coords[2]), left + 1), w)
         bottom = min(max(round(coords[3]), top + 1), h)
         groups.setdefault((bottom - top, right - left), []).append((i, top, left))
-    outs: list[torch.Tensor] = [x[:0]] * len(boxes)
+    out_dtype = torch.uint8 if in_uint8 else torch.float32
+    batch = torch.empty(len(boxes), 3, *size, dtype=out_dtype, device=image.device)
     for (ph, pw), members in groups.items():
         patches = torch.stack([x[:, t : t + ph, lf : lf + pw] for _, t, lf in members])
         if in_uint8:
             patches = patches.contiguous(memory_format=torch.channels_last)
-        resized = F.interpolate(
+        index = torch.tensor([i for i, _, _ in members], device=image.device)
+        batch[index] = F.interpolate(
             patches, size=size, mode=interpolation, antialias=True, align_corners=False
-        )
-        for (i, _, _), out in zip(members, resized):
-            outs[i] = out
-    if in_uint8:
-        batch = torch.stack(outs).float().div_(255.0)
-    else:
-        batch = torch.stack(outs).clamp_(0.0, 1.0)
+        ).to(out_dtype)
+    batch = batch.float().div_(255.0) if in_uint8 else batch.clamp_(0.0, 1.0)
     if mean is not None and std is not None:
         m = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1)
         s = torch.tensor(std, device=batch.device).view(1, -1, 1, 1)

@@ -6,5 +6,6 @@
   and KB candidates as PNG bytes, as a RAG pipeline would hand them over).
 * :mod:`~region_rerank.bench.cache_memory`: peak memory of a full embedding cache, measured
   in a fresh process.
-* :mod:`~region_rerank.bench.speed`: the figures, the table and the JSON report.
+* :mod:`~region_rerank.bench.figures`: one function per figure.
+* :mod:`~region_rerank.bench.speed`: settings, the run, the table and the JSON report.
 """
