@@ -131,13 +131,22 @@ class DemoScorer(BaseEmbeddingScorer):
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
         import torch
 
+        import torch.nn.functional as F
+
         if not texts:
             return torch.zeros(0, 384, device=self._device)
-        emb = self.text_model.encode(
-            list(texts),
-            convert_to_tensor=True,
-            normalize_embeddings=True,
-            batch_size=self.batch_size,
-            show_progress_bar=False,
-        )
-        return emb.float().to(self._device).clone()
+        # The model's own preprocessing and forward, as ``encode`` runs them, without the
+        # per-call ``eval()`` walk over every module and device lookup (~3% of a re-rank).
+        model = self.text_model
+        if model.training:
+            model.eval()
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                features = model.preprocess(list(texts[start : start + self.batch_size]))
+                features = {
+                    k: v.to(self._device) if hasattr(v, "to") else v for k, v in features.items()
+                }
+                out = model(features)["sentence_embedding"]
+                chunks.append(F.normalize(out.float(), dim=-1))
+        return torch.cat(chunks).clone()
