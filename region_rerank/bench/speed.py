@@ -4,7 +4,7 @@ Models: the embedded demo scorer (the real all-MiniLM-L6-v2 text tower + the sma
 image tower) and the light learned cropper (:class:`ProposalPolicyCropper`, shipped
 weights); the CLIP ViT-L/14 image processor geometry (224 px, bicubic, centre crop) for
 the tensor-crop figure. Every figure is a median over ``repeats`` runs; every comparison
-is a ratio of two medians measured one after the other in this process. Queries and
+is the median of per-pair ratios of interleaved runs in this process. Queries and
 candidate images are PNG bytes, so decoding is part of every re-rank.
 
 Figures (JSON keys): ``cache_speedup``, ``batch_speedup``, ``tensor_crop_speedup``,
