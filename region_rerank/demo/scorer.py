@@ -130,7 +130,6 @@ class DemoScorer(BaseEmbeddingScorer):
 
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
         import torch
-
         import torch.nn.functional as F
 
         if not texts:
