@@ -152,9 +152,10 @@ class EmbeddingCache:
         max_bytes: Upper bound of the summed ``tensor.nbytes`` of stored entries. ``0``
             disables caching.
 
-    Entries that are not finite 1-D floating-point tensors (of the expected length, when
-    the reader gives one) are treated as corrupt: dropped on read, counted in
-    :attr:`corrupt`, and recomputed by the reader.
+    Values that are not finite 1-D tensors are refused by :meth:`put`. Entries found on
+    read not to be finite 1-D floating-point tensors (of the expected length, when the
+    reader gives one) -- e.g. a returned tensor modified in place -- are treated as corrupt:
+    dropped, counted in :attr:`corrupt`, and recomputed by the reader.
     """
 
     def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
@@ -178,6 +179,8 @@ class EmbeddingCache:
 
     def get(self, key: str, dim: int | None = None) -> torch.Tensor | None:
         """Return the embedding for ``key`` (marking it recently used) or ``None``.
+
+        The returned tensor is the stored one: treat it as read-only.
 
         Args:
             key: The content key.
@@ -215,8 +218,15 @@ class EmbeddingCache:
     def put(self, key: str, value: torch.Tensor) -> None:
         """Store a detached copy of ``value``, evicting least-recently-used entries over
         the bound."""
+        import torch
+
         size = value.nbytes
         if size > self.max_bytes:
+            return
+        if value.ndim != 1 or not bool(torch.isfinite(value).all()):
+            logger.warning("refusing corrupt cache entry %s (shape %s)", key, tuple(value.shape))
+            with self._lock:
+                self.corrupt += 1
             return
         # A compact copy: a row of a scorer's batch output is a view that would keep the
         # whole batch alive (and share the caller's buffer) while counting as one row.
@@ -336,20 +346,23 @@ def pool_embeddings(
         if exact:
             cache.put(key, vec)
     outs, masks = [], []
+    zero = torch.zeros(dim, device=device)
     for pool, row in zip(pools, keys):
-        mat = torch.zeros(len(pool), dim, device=device)
+        rows: list[torch.Tensor] = []
         ok = torch.ones(len(pool), dtype=torch.bool)
         for j, (cand, ckey) in enumerate(zip(pool, row)):
             if ckey is not None and ckey in resolved:
-                mat[j] = resolved[ckey].to(device)
+                rows.append(resolved[ckey].to(device))
             elif ckey is None and cand.embedding is not None:
-                mat[j] = _precomputed(cand, dim, device)
+                rows.append(_precomputed(cand, dim, device))
             elif ckey is not None:  # salvage found nothing usable (already logged)
                 ok[j] = False
+                rows.append(zero)
             else:
                 logger.warning("candidate %r has no text, image or embedding; ranked last", cand.id)
                 ok[j] = False
-        outs.append(mat)
+                rows.append(zero)
+        outs.append(torch.stack(rows).float() if rows else torch.zeros(0, dim, device=device))
         masks.append(ok)
     return outs, masks
 

@@ -7,6 +7,8 @@
 - ``region-rerank eval --data DIR [--split S] --cropper [NAME=]SPEC ... --scorer SPEC
   --out DIR``: compare croppers (plus the full-image baseline; ``oracle`` crops the
   ground-truth box), resumably, write the report folder and print the Markdown table.
+- ``region-rerank bench speed [--repeats N] [--json PATH] [--quick]``: measure the speed
+  figures (:mod:`region_rerank.bench.speed`) and print them as a table.
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ def _add_bench_parser(sub: Any) -> None:
     make.add_argument("--canvas", type=_pair(int), help="canvas width,height, e.g. 224,224")
     make.add_argument(
         "--templates", help="question-templates file (one per line, {ref} placeholder)"
+    )
+    speed = bench_sub.add_parser("speed", help="measure the speed figures and print the table")
+    speed.add_argument("--json", help="also write the figures as JSON to this path")
+    speed.add_argument("--repeats", type=int, default=9, help="timed runs per figure (median)")
+    speed.add_argument(
+        "--quick", action="store_true", help="1 run of small sizes (CI smoke run; no figures)"
     )
 
 
@@ -350,6 +358,16 @@ def _bench_make(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_speed(args: argparse.Namespace) -> int:
+    from region_rerank.bench.speed import SpeedSettings, format_table, run_speed_bench
+
+    settings = SpeedSettings.quick() if args.quick else SpeedSettings(repeats=args.repeats)
+    print(format_table(run_speed_bench(settings, args.json)), end="")
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``region-rerank`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -365,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args)
         if args.command == "bench":
-            return _bench_make(args)
+            return _bench_speed(args) if args.bench_command == "speed" else _bench_make(args)
         if args.command == "train":
             return _train(args)
     except (RegionRerankError, ImportError, OSError) as exc:

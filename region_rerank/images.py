@@ -317,6 +317,7 @@ def crop_resize(
     std: tuple[float, ...] | None = None,
     interpolation: str = "bicubic",
     dtype: Any = None,
+    resize_uint8: bool = False,
 ) -> torch.Tensor:
     """Crop each box (``None`` = the whole image) from a ``3xHxW`` tensor and resize.
 
@@ -329,6 +330,10 @@ def crop_resize(
         mean, std: Per-channel normalisation applied after resizing.
         interpolation: ``"bicubic"`` or ``"bilinear"`` (antialiased).
         dtype: Output dtype (default float32).
+        resize_uint8: With a ``uint8`` image on the CPU, resize in ``uint8`` (channels-last)
+            as the torchvision-backed image processors do: several times faster, values
+            rounded to 1/255 before scaling. Otherwise (or on another device) resize in
+            float32, exactly as torchvision's ``resized_crop`` on float input.
 
     Returns:
         ``N x 3 x size[0] x size[1]`` tensor on ``image.device``.
@@ -339,24 +344,36 @@ def crop_resize(
     if image.ndim != 3 or image.shape[0] != 3:
         raise ImageLoadError(f"expected a 3xHxW image tensor, got shape {tuple(image.shape)}")
     _, h, w = image.shape
-    x = image.float().div_(255.0) if image.dtype == torch.uint8 else image.float()
-    outs = []
-    for box in boxes:
+    in_uint8 = resize_uint8 and image.dtype == torch.uint8 and image.device.type == "cpu"
+    if in_uint8:
+        x = image
+    else:
+        x = image.float().div_(255.0) if image.dtype == torch.uint8 else image.float()
+    # Patches of the same size (e.g. one scale of a proposal grid) are resized in one call.
+    groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for i, box in enumerate(boxes):
         region = box or Box(0.0, 0.0, float(w), float(h))
         coords = _square_centre(region) if center_crop else region.as_tuple()
         left = min(max(round(coords[0]), 0), w - 1)
         top = min(max(round(coords[1]), 0), h - 1)
         right = min(max(round(coords[2]), left + 1), w)
         bottom = min(max(round(coords[3]), top + 1), h)
-        patch = x[:, top:bottom, left:right][None]
-        outs.append(
-            F.interpolate(patch, size=size, mode=interpolation, antialias=True, align_corners=False)
-        )
-    batch = torch.cat(outs, 0).clamp_(0.0, 1.0)
+        groups.setdefault((bottom - top, right - left), []).append((i, top, left))
+    out_dtype = torch.uint8 if in_uint8 else torch.float32
+    batch = torch.empty(len(boxes), 3, *size, dtype=out_dtype, device=image.device)
+    for (ph, pw), members in groups.items():
+        patches = torch.stack([x[:, t : t + ph, lf : lf + pw] for _, t, lf in members])
+        if in_uint8:
+            patches = patches.contiguous(memory_format=torch.channels_last)
+        index = torch.tensor([i for i, _, _ in members], device=image.device)
+        batch[index] = F.interpolate(
+            patches, size=size, mode=interpolation, antialias=True, align_corners=False
+        ).to(out_dtype)
+    batch = batch.float().div_(255.0) if in_uint8 else batch.clamp_(0.0, 1.0)
     if mean is not None and std is not None:
         m = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1)
         s = torch.tensor(std, device=batch.device).view(1, -1, 1, 1)
-        batch = (batch - m) / s
+        batch = batch.sub_(m).div_(s)
     return batch.to(dtype) if dtype is not None else batch
 
 

@@ -3,7 +3,9 @@
 :func:`embed_views` embeds them for a bi-encoder. With a
 :class:`~region_rerank.scorers.base.TensorImageScorer` the image is decoded once, copied
 to the scorer's device as ``uint8``, and every view is cut and resized there in one batch
-(:func:`region_rerank.images.crop_resize`). Other scorers get PIL crops.
+(:func:`region_rerank.images.crop_resize`; in ``uint8`` on the CPU when the scorer's
+processor resizes ``uint8`` images, ``ImageSpec.resize_uint8``). Other scorers get PIL
+crops.
 :func:`pair_view_scores` scores them against a pool with a cross-encoder.
 """
 
@@ -69,6 +71,7 @@ def embed_views(
                 mean=spec.mean,
                 std=spec.std,
                 interpolation=spec.interpolation,
+                resize_uint8=spec.resize_uint8,
             )
             for img, boxes in zip(images, views)
             if boxes

@@ -79,6 +79,9 @@ class ImageSpec:
         center_crop: Processor resizes the shortest side then centre-crops (CLIP); otherwise
             it squashes the image to ``size`` (SigLIP).
         interpolation: ``"bicubic"`` or ``"bilinear"``.
+        resize_uint8: The processor resizes ``uint8`` images (rounding to 1/255), so the
+            tensor path may too (faster on CPU; see
+            :func:`region_rerank.images.crop_resize`); ``False`` resizes in float32.
     """
 
     size: tuple[int, int]
@@ -86,6 +89,7 @@ class ImageSpec:
     std: tuple[float, ...]
     center_crop: bool = False
     interpolation: str = "bicubic"
+    resize_uint8: bool = False
 
 
 @runtime_checkable

@@ -295,7 +295,7 @@ class ClipScorer(BaseEmbeddingScorer):
         interpolation = _interpolation(getattr(ip, "resample", 3))
         if self._naflex:
             side = math.isqrt(int(ip.max_num_patches)) * int(ip.patch_size)
-            return ImageSpec((side, side), mean_t, std_t, False, interpolation)
+            return ImageSpec((side, side), mean_t, std_t, False, interpolation, True)
         center_crop = bool(getattr(ip, "do_center_crop", False))
         if center_crop:
             crop = getattr(ip, "crop_size", None)
@@ -317,7 +317,8 @@ class ClipScorer(BaseEmbeddingScorer):
                 h = w = _size_get(size, "shortest_edge")
         if h is None or w is None:
             raise ScorerError(f"cannot read the input size of {type(ip).__name__}")
-        return ImageSpec((int(h), int(w)), mean_t, std_t, center_crop, interpolation)
+        # The processors resize uint8 images (PIL or torchvision), so the tensor path may too.
+        return ImageSpec((int(h), int(w)), mean_t, std_t, center_crop, interpolation, True)
 
     # ------------------------------------------------------------------ embedding
     def embed_images(self, images: Sequence[Image.Image]) -> torch.Tensor:

@@ -1,0 +1,11 @@
+"""Performance benchmarks of region-rerank (``region-rerank bench speed``).
+
+* :mod:`~region_rerank.bench.timing`: medians over repeated runs and a timer of model
+  forward passes (forward hooks), the "model floor".
+* :mod:`~region_rerank.bench.workload`: an in-memory slice of the demo world (query scenes
+  and KB candidates as PNG bytes, as a RAG pipeline would hand them over).
+* :mod:`~region_rerank.bench.cache_memory`: peak memory of a full embedding cache, measured
+  in a fresh process.
+* :mod:`~region_rerank.bench.figures`: one function per figure.
+* :mod:`~region_rerank.bench.speed`: settings, the run, the table and the JSON report.
+"""
