@@ -199,10 +199,9 @@ def test_no_network_and_eval_writes_only_under_out(
 def test_training_writes_only_under_its_output_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``region-rerank train proposal`` with ``--world``, ``--out`` and ``--weights`` inside
-    one folder writes nothing anywhere else (the working directory included). The tiny world
-    is generated first, inside that folder, so that only training's own writes are checked.
-    (Its defaults are not confined: see the README's Guarantees.)"""
+    """``region-rerank train proposal --out OUT`` (world inside OUT, default weights path)
+    writes nothing anywhere else (the working directory included). The tiny world is
+    generated first, inside that folder, so that only training's own writes are checked."""
     from region_rerank.cli import main
     from region_rerank.demo.world import make_world
 
@@ -213,9 +212,21 @@ def test_training_writes_only_under_its_output_folder(
     monkeypatch.chdir(cwd)
     before = _tree(tmp_path)
     argv = ["train", "proposal", "--world", str(out / "world"), "--out", str(out)]
-    argv += ["--weights", str(out / "policy.safetensors"), "--epochs", "1", "--max-seconds", "3"]
+    argv += ["--epochs", "1", "--max-seconds", "3"]  # default weights path: under --out
     assert main(argv) == 0
     after = _tree(tmp_path)
     changed = sorted(p for p in after if before.get(p) != after[p])
     assert changed and all(p.startswith("train_out/") for p in changed), changed
-    assert (out / "policy.safetensors").is_file() and (out / "summary.json").is_file()
+    assert (out / "proposal_policy.safetensors").is_file() and (out / "summary.json").is_file()
+
+
+def test_pickled_vlm_weights_are_refused_unless_allowed(tmp_path: Path) -> None:
+    from region_rerank.croppers.vlm import VLMCropper, VLMCropperConfig
+    from tests.tiny.qwen import build_tiny_qwen
+
+    pickled = _pickle_only_copy(build_tiny_qwen("qwen2_vl", tmp_path / "safe"), tmp_path / "pkl")
+    assert not list(pickled.rglob("*.safetensors"))
+    with pytest.raises(UnsafeWeightsError):
+        VLMCropper(str(pickled), config=VLMCropperConfig(max_new_tokens=4))
+    allowed = VLMCropperConfig(max_new_tokens=4, allow_pickle=True)
+    assert VLMCropper(str(pickled), config=allowed).model_type == "qwen2_vl"

@@ -413,3 +413,17 @@ def test_box_type_from_decision_is_a_box(croppers: dict[str, VLMCropper]) -> Non
     assert isinstance(decision.box, Box)
     # x * 120/112, y * 80/84
     assert decision.box.as_tuple() == pytest.approx((0.0, 0.0, 60.0, 40.0))
+
+
+def test_threads_share_one_cropper_with_sequential_results(
+    croppers: dict[str, VLMCropper], queries: list[Query]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cropper = croppers["qwen2_5_vl"]
+    expected = [d.raw_output for d in cropper.decide_batch(queries)]
+    with ThreadPoolExecutor(8) as pool:
+        runs = list(
+            pool.map(lambda _: [d.raw_output for d in cropper.decide_batch(queries)], range(16))
+        )
+    assert all(run == expected for run in runs)

@@ -35,9 +35,11 @@ logger = logging.getLogger(__name__)
 FIGURES: dict[str, str] = {
     "cache_speedup": "cold / warm re-rank of the same candidates (full image)",
     "batch_speedup": "queries one by one / one rerank_batch (light cropper, K=20, warm cache)",
+    "batch_speedup_full": "the same without cropping (full image, K=20, warm cache)",
     "tensor_crop_speedup": "PIL round trip (PIL crop, resize, normalise) / tensor path, 224 px",
     "k_scaling_100_over_20": "re-rank time K=100 / K=20, cached candidates (full image)",
     "non_model_overhead": "share of re-rank wall time outside model forwards (light, K=20)",
+    "non_model_overhead_full": "the same without cropping (full image, K=20)",
     "light_cropper_over_floor": "light cropper time / its proposal + question forwards",
     "cache_peak_mb": "peak RSS growth of a cache filled with cache_entries embeddings (MB)",
 }

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,8 @@ class VLMCropperConfig:
         dtype: ``"auto"`` (bfloat16 on GPUs that support it, float16 on other GPUs, float32
             on CPU), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         trust_remote_code: Passed to ``from_pretrained``; runs code from the model repo.
+        allow_pickle: Also accept pickled weights (``pytorch_model.bin``); off by default,
+            only safetensors load (pickle can execute code).
         adapter: Path or hub id of a peft LoRA adapter to apply to the loaded model.
     """
 
@@ -86,6 +89,7 @@ class VLMCropperConfig:
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+    allow_pickle: bool = False
     adapter: str | None = None
 
     def __post_init__(self) -> None:
@@ -93,7 +97,7 @@ class VLMCropperConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}={value!r} must be an int >= 1")
-        for name in ("do_sample", "trust_remote_code"):
+        for name in ("do_sample", "trust_remote_code", "allow_pickle"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be True or False")
         check_range("temperature", self.temperature, 0, low_inclusive=False)
@@ -168,6 +172,7 @@ class VLMCropper(BaseCropper):
                 "with peft.PeftModel.from_pretrained(model_obj, adapter) before passing it"
             )
         self.processor = processor if processor is not None else self._load_processor()
+        self._processor_lock = threading.Lock()
         self.model = model_obj if model_obj is not None else self._load_model()
         self.model_type: str | None = getattr(
             getattr(self.model, "config", None), "model_type", None
@@ -207,6 +212,7 @@ class VLMCropper(BaseCropper):
             self.model_name,
             dtype=dtype,
             trust_remote_code=cfg.trust_remote_code,
+            allow_pickle=cfg.allow_pickle,
         )
         if self.config.adapter is not None:
             peft = require("peft", feature="VLMCropper adapters")
@@ -233,26 +239,28 @@ class VLMCropper(BaseCropper):
     ) -> tuple[list[str], list[tuple[int, int] | None]]:
         import torch
 
-        texts = [
-            self.processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": p}]}],
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-            for p in prompts
-        ]
         extra: dict[str, Any] = {}
         if self.config.min_pixels or self.config.max_pixels:
             pr = self.prompter
             extra["size"] = {"shortest_edge": pr.min_pixels, "longest_edge": pr.max_pixels}
-        inputs = self.processor(
-            text=texts,
-            images=images,
-            padding=True,
-            padding_side="left",
-            return_tensors="pt",
-            **extra,
-        ).to(self.device)
+        # Fast tokenizers are not safe to call from several threads at once.
+        with self._processor_lock:
+            texts = [
+                self.processor.apply_chat_template(
+                    [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": p}]}],
+                    add_generation_prompt=True,
+                    tokenize=False,
+                )
+                for p in prompts
+            ]
+            inputs = self.processor(
+                text=texts,
+                images=images,
+                padding=True,
+                padding_side="left",
+                return_tensors="pt",
+                **extra,
+            ).to(self.device)
         grids = inputs.get("image_grid_thw")
         resized: list[tuple[int, int] | None] = [None] * len(images)
         if grids is not None and self.prompter.patch:
@@ -260,9 +268,10 @@ class VLMCropper(BaseCropper):
             resized = [(int(g[2]) * p, int(g[1]) * p) for g in grids.tolist()]
         with torch.inference_mode():
             out = self.model.generate(**inputs, **gen_kwargs)
-        decoded = self.processor.batch_decode(
-            out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
-        )
+        with self._processor_lock:
+            decoded = self.processor.batch_decode(
+                out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+            )
         return [str(t) for t in decoded], resized
 
     def _run(

@@ -15,13 +15,16 @@ logger = logging.getLogger(__name__)
 
 def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the training options to ``parser``."""
-    from region_rerank.croppers.proposal import WEIGHTS_PATH
     from region_rerank.train.proposal_trainer import ProposalTrainingConfig
 
     d = ProposalTrainingConfig()
-    parser.add_argument("--world", default="out/proposal/world", help="demo-world folder")
-    parser.add_argument("--out", default="out/proposal/run", help="caches, curve, summary")
-    parser.add_argument("--weights", default=str(WEIGHTS_PATH), help="output safetensors")
+    parser.add_argument("--out", default="out/proposal", help="caches, curve, summary, weights")
+    parser.add_argument(
+        "--world", help="demo-world folder, generated when missing (default: OUT/world)"
+    )
+    parser.add_argument(
+        "--weights", help="output safetensors (default: OUT/proposal_policy.safetensors)"
+    )
     parser.add_argument("--n-train", type=int, default=1500, help="train queries if generated")
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--beta", type=float, default=d.beta, help="KL weight")
@@ -45,7 +48,7 @@ def run_proposal_training(args: argparse.Namespace) -> dict[str, Any]:
     from region_rerank.train.sampling import GroupSamplingConfig
 
     torch.set_num_threads(args.threads)
-    world = Path(args.world)
+    world = Path(args.world) if args.world else Path(args.out) / "world"
     if not (world / "train" / "queries.jsonl").is_file():
         from region_rerank.demo.world import make_world
 

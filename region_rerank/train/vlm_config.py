@@ -184,6 +184,7 @@ class VLMTrainingConfig:
         region_prefix: Tokens forced at the start of a REGION answer when a group has none.
         min_box_size: Boxes narrower/shorter than this (pixels) are malformed.
         trust_remote_code: Passed to ``from_pretrained`` (off; warns when on).
+        allow_pickle: Also accept pickled base-model weights (off: safetensors only).
         device: ``"auto"`` or a torch device for the model and scorer (CPU forces
             TRL's ``use_cpu``).
         data, lora, grpo, reward, prompt: The sections above.
@@ -196,6 +197,7 @@ class VLMTrainingConfig:
     region_prefix: str = "<tool_call>"
     min_box_size: float = 1.0
     trust_remote_code: bool = False
+    allow_pickle: bool = False
     device: str = "auto"
     data: DataSection = field(default_factory=DataSection)
     lora: LoraSection = field(default_factory=LoraSection)

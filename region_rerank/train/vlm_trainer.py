@@ -207,6 +207,7 @@ def train_vlm_policy(config: VLMTrainingConfig, *, progress: bool = True) -> dic
         if bf16_ok and config.grpo.precision in ("auto", "bf16")
         else torch.float32,
         trust_remote_code=config.trust_remote_code,
+        allow_pickle=config.allow_pickle,
     )
     p = config.prompt
     prompter = VLMPrompter.from_processor(
