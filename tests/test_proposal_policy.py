@@ -156,6 +156,11 @@ def test_tiny_training_run_uses_real_rankings() -> None:
     # every sampled group reward is a value of the real reward table
     assert all(-0.26 <= h["reward"] <= float(rewards.max()) for h in result.history)
     assert 0.0 <= result.val_history[-1]["cond_r1"] <= 1.0
+    # the kept epoch is the one with the best validation reward (the default select_by)
+    best = max(v["reward"] for v in result.val_history)
+    assert result.val_history[result.best_epoch - 1]["reward"] == best
+    with pytest.raises(ConfigError, match="select_by"):
+        ProposalTrainingConfig(select_by="loss")
 
 
 def test_reward_examples_keep_only_covered_queries() -> None:

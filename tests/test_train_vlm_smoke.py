@@ -58,6 +58,23 @@ def _files(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
 
 
+def _write_config(folder: Path, model: Path, world: Path, steps: int) -> Path:
+    """The smoke-run YAML in ``folder`` (output under ``folder/out``)."""
+    cfg = folder / "cfg.yaml"
+    text = CONFIG.format(
+        model=model,
+        out=folder / "out",
+        world=world,
+        pool=POOL,
+        queries=QUERIES,
+        group=GROUP,
+        steps=steps,
+        template=TEMPLATE,
+    )
+    cfg.write_text(text)
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("vlm_world")
@@ -77,19 +94,7 @@ def run(
     family = request.param
     base = tmp_path_factory.mktemp(f"train_{family}")
     model = build_tiny_qwen(family, base / "model")
-    cfg = base / "cfg.yaml"
-    cfg.write_text(
-        CONFIG.format(
-            model=model,
-            out=base / "out",
-            world=world,
-            pool=POOL,
-            queries=QUERIES,
-            group=GROUP,
-            steps=STEPS,
-            template=TEMPLATE,
-        )
-    )
+    cfg = _write_config(base, model, world, STEPS)
     before = _files(base)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(base)
@@ -218,19 +223,7 @@ def test_two_processes_keep_whole_balanced_groups(world: Path, tmp_path: Path) -
     import sys
 
     model = build_tiny_qwen("qwen2_5_vl", tmp_path / "model")
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(
-        CONFIG.format(
-            model=model,
-            out=tmp_path / "out",
-            world=world,
-            pool=POOL,
-            queries=QUERIES,
-            group=GROUP,
-            steps=2,
-            template=TEMPLATE,
-        )
-    )
+    cfg = _write_config(tmp_path, model, world, 2)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     with socket.socket() as sock:  # a free loopback port for the rendezvous
         sock.bind(("127.0.0.1", 0))

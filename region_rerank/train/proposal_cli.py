@@ -33,6 +33,12 @@ def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-margin", action="store_true", help="reward without the margin term")
     parser.add_argument("--unbalanced", action="store_true", help="plain group sampling")
     parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument(
+        "--select-by",
+        choices=("reward", "cond_r1"),
+        default=d.select_by,
+        help="validation metric that picks the kept epoch",
+    )
     parser.add_argument("--max-seconds", type=float, default=None)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1 is robust on a busy box)"
@@ -59,6 +65,7 @@ def run_proposal_training(args: argparse.Namespace) -> dict[str, Any]:
         beta=args.beta,
         lr=args.lr,
         seed=args.seed,
+        select_by=args.select_by,
         max_seconds=args.max_seconds,
         sampling=GroupSamplingConfig(group_size=args.group_size, balanced=not args.unbalanced),
         reward=RewardConfig(use_margin=not args.no_margin),

@@ -9,8 +9,8 @@ scorer's view and candidate embeddings make every reward a matrix product), adva
 group-relative (not divided by the std by default), and a few inner epochs minimise the
 PPO-clipped surrogate plus ``beta`` times the k3 KL estimate to a frozen reference policy.
 For a policy trained from scratch the reference is the initial (uniform) policy, so the KL
-term acts as an entropy-like regulariser. The checkpoint with the best validation CondR@1
-(greedy decisions) is kept.
+term acts as an entropy-like regulariser. The epoch with the best validation reward
+(greedy decisions; ``select_by``) is kept.
 
 Example:
     >>> cfg = ProposalTrainingConfig(epochs=5)
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from region_rerank._validate import check_int, check_range
+from region_rerank._validate import check_choice, check_int, check_range
 from region_rerank.croppers.proposal import build_policy_net
 from region_rerank.train.rewards import RewardConfig
 from region_rerank.train.sampling import GroupSamplingConfig, group_advantages, sample_groups
@@ -68,6 +68,9 @@ class ProposalTrainingConfig:
         max_seconds: Stop after this many seconds of training (``None``: no limit).
         seed: Seeds the initialisation and the sampling.
         reward: The reward settings.
+        select_by: Validation metric that picks the kept epoch: ``"reward"`` (the
+            objective being optimised, greedy decisions) or ``"cond_r1"``; the other breaks
+            ties.
     """
 
     epochs: int = 40
@@ -83,8 +86,10 @@ class ProposalTrainingConfig:
     max_seconds: float | None = None
     seed: int = 0
     reward: RewardConfig = field(default_factory=RewardConfig)
+    select_by: str = "reward"
 
     def __post_init__(self) -> None:
+        check_choice("select_by", self.select_by, ("reward", "cond_r1"))
         check_int("epochs", self.epochs, 1)
         check_int("batch_queries", self.batch_queries, 1)
         check_range("clip_eps", self.clip_eps, 0.0, 1.0, low_inclusive=False)
@@ -238,7 +243,8 @@ def train_policy(
         metrics = evaluate_policy(net, val_set, val_rewards, val_first)
         metrics["epoch"] = float(epoch)
         val_history.append(metrics)
-        key = (metrics["cond_r1"], metrics["reward"])
+        other = "cond_r1" if cfg.select_by == "reward" else "reward"
+        key = (metrics[cfg.select_by], metrics[other])
         if key > best:
             best, best_state, best_epoch = key, copy.deepcopy(net.state_dict()), epoch
         logger.info(
@@ -378,6 +384,7 @@ def train_proposal_policy(
             "beta": cfg.beta,
             "lr": cfg.lr,
             "seed": cfg.seed,
+            "select_by": cfg.select_by,
             "reward": {**cfg.reward.__dict__, "weights": list(cfg.reward.weights)},
         },
     }
