@@ -95,6 +95,14 @@ class RerankerConfig:
         check_int("max_question_chars", self.max_question_chars, 1)
 
 
+def _load(component: Any) -> None:
+    """Load a component's model now if it loads lazily (it has a ``load()`` method); a
+    no-op once loaded."""
+    load = getattr(component, "load", None)
+    if callable(load):
+        load()
+
+
 def _now() -> float:
     return time.perf_counter()
 
@@ -210,6 +218,7 @@ class CroppedReranker:
         Raises:
             ConfigError, TypeError: Invalid arguments, or a cropper / scorer spec that
                 cannot be built (also in fallback mode: that is not a bad query).
+            ModelLoadError: A component's model cannot be loaded (also in fallback mode).
             ImportError: A component needs an optional package that is not installed.
         """
         queries, pools = check_rerank_inputs(queries, candidates, decisions)
@@ -218,11 +227,12 @@ class CroppedReranker:
             check_int("top_n", top, 0)
         if not queries:
             return []
-        # Build missing components here, outside the fallback: a wrong spec or a missing
-        # package would otherwise be retried (and swallowed) once per query.
-        _ = self.scorer
+        # Build and load missing components here, outside the fallback: a wrong spec, a model
+        # that cannot load or a missing package would otherwise be retried (and swallowed)
+        # once per query.
+        _load(self.scorer)
         if decisions is None:
-            _ = self.cropper
+            _load(self.cropper)
         if self.config.on_error == "raise":
             return self._run(queries, pools, top, decisions)
         try:
