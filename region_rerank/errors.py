@@ -22,6 +22,7 @@ __all__ = [
     "ScorerError",
     "UnsafeWeightsError",
     "ModelLoadError",
+    "InputTypeError",
     "DatasetFormatError",
 ]
 
@@ -76,6 +77,11 @@ class ModelLoadError(ConfigError):
     does not exist, is unreachable offline, or holds no usable model. Raised on first use in
     both ``on_error`` modes: a component that cannot load is a configuration error, not a
     bad query."""
+
+
+class InputTypeError(RegionRerankError, TypeError):
+    """An argument has the wrong type (e.g. ``Query.question=None``, a pool entry that is
+    not a :class:`~region_rerank.types.Candidate`); the message names it and what is expected."""
 
 
 class DatasetFormatError(RegionRerankError, ValueError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import threading
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from region_rerank.boxes import clamp_box, ensure_min_size, pad_box
 from region_rerank.budget import call_with_timeout, limit_question
 from region_rerank.cache import EmbeddingCache, pool_embeddings
 from region_rerank.croppers.base import QueryCropper
+from region_rerank.errors import ConfigError
 from region_rerank.fusion import FUSION_MODES, fuse_scores, input_order, rank_candidates
 from region_rerank.images import ImageLoadOptions, load_image
 from region_rerank.scorers.base import PairScorer, Scorer
@@ -149,6 +151,37 @@ class CroppedReranker:
         self._scorer: Any = None if isinstance(scorer, (str, type(None))) else scorer
         self.cache = cache if cache is not None else EmbeddingCache(self.config.cache_bytes)
         self._device, self._dtype = device, dtype
+        self._build_lock = threading.RLock()
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the configuration and components, not the lock or the cache.
+
+        Components given as spec strings are pickled as their specs (rebuilt on first use,
+        as by the original); component objects are pickled as they are, and one that cannot
+        be pickled raises :class:`~region_rerank.errors.ConfigError` naming it. The
+        unpickled reranker starts with an empty cache of the same size."""
+        state = self.__dict__.copy()
+        state.pop("_build_lock", None)
+        state["cache"] = self.cache.max_bytes
+        for name, spec in (("_cropper", self._cropper_spec), ("_scorer", self._scorer_spec)):
+            if isinstance(spec, str):
+                state[name] = None  # rebuilt from the spec
+            else:
+                try:
+                    pickle.dumps(state[name])
+                except Exception as exc:
+                    raise ConfigError(
+                        f"CroppedReranker cannot be pickled: its {name[1:]} "
+                        f"{type(state[name]).__name__} cannot be pickled ({exc}); build it "
+                        "from a spec string, or make it picklable"
+                    ) from exc
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["cache"] = EmbeddingCache(int(state["cache"]))
+        self.__dict__.update(state)
         self._build_lock = threading.RLock()
 
     # ------------------------------------------------------------------ components

@@ -70,8 +70,8 @@ def test_vlm_spec_that_cannot_load_raises_a_typed_error(tmp_path: Path) -> None:
         build_cropper(f"vlm:{tmp_path / 'nonexistent'}")
 
 
-def test_a_bad_query_still_falls_back_alone() -> None:
-    """Loading errors raise; a failing *query* still degrades alone in fallback mode."""
+def test_a_bad_candidate_still_costs_only_itself() -> None:
+    """Loading errors raise; a candidate that fails to embed is ranked last, alone."""
 
     class Boom(FakeScorer):
         def embed_texts(self, texts):  # type: ignore[no-untyped-def]
@@ -80,6 +80,12 @@ def test_a_bad_query_still_falls_back_alone() -> None:
             return super().embed_texts(texts)
 
     rr = CroppedReranker(FakeCropper(None), Boom(), config=RerankerConfig(on_error="fallback"))
-    good, bad = _pool(), [Candidate("p", "poison")]
+    good, bad = _pool(), [*_pool(), Candidate("p", "poison")]
     results = rr.rerank_batch([_query(), _query()], [good, bad])
-    assert [r.fallback for r in results] == [False, True]
+    assert [r.fallback for r in results] == [False, False]
+    assert results[1].ids[-1] == "p" and results[1].ranking[-1].score == float("-inf")
+    assert [s.score for s in results[1].ranking[:2]] == [s.score for s in results[0].ranking]
+    with pytest.raises(RuntimeError, match="poisoned"):
+        CroppedReranker(FakeCropper(None), Boom(), config=RerankerConfig(on_error="raise")).rerank(
+            _query(), bad
+        )
