@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from region_rerank.errors import ConfigError
+from region_rerank.errors import ConfigError, InputTypeError
 from region_rerank.types import Candidate, CropDecision, Query
 
 __all__ = ["check_choice", "check_range", "check_int", "check_rerank_inputs"]
@@ -57,7 +57,7 @@ def check_rerank_inputs(
 
     Raises:
         ConfigError: The numbers of queries, candidate lists and decisions differ.
-        TypeError: An entry is not a :class:`Query` / :class:`Candidate`.
+        InputTypeError: An entry is not a :class:`Query` / :class:`Candidate`.
     """
     query_list = list(queries)
     pools = [list(pool) for pool in candidates]
@@ -67,11 +67,11 @@ def check_rerank_inputs(
         raise ConfigError(f"got {len(query_list)} queries but {len(decisions)} decisions")
     for query in query_list:
         if not isinstance(query, Query):
-            raise TypeError(f"expected Query objects, got {type(query).__name__}")
+            raise InputTypeError(f"expected Query objects, got {type(query).__name__}")
     for pool in pools:
         for cand in pool:
             if not isinstance(cand, Candidate):
-                raise TypeError(
+                raise InputTypeError(
                     f"expected Candidate objects, got {type(cand).__name__}; wrap entries "
                     "with region_rerank.Candidate(id=..., text=..., images=...)"
                 )

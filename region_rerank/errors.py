@@ -21,6 +21,8 @@ __all__ = [
     "CropperTimeoutError",
     "ScorerError",
     "UnsafeWeightsError",
+    "ModelLoadError",
+    "InputTypeError",
     "DatasetFormatError",
 ]
 
@@ -68,6 +70,18 @@ class ScorerError(RegionRerankError, RuntimeError):
 class UnsafeWeightsError(ConfigError):
     """A model folder or hub id only offers pickled weights (``.bin`` / ``.pt``), which can
     run code when loaded; they are refused unless the caller opts in (``allow_pickle=True``)."""
+
+
+class ModelLoadError(ConfigError):
+    """A model-backed component (scorer, detector, VLM) cannot be built: the hub id or folder
+    does not exist, is unreachable offline, or holds no usable model. Raised on first use in
+    both ``on_error`` modes: a component that cannot load is a configuration error, not a
+    bad query."""
+
+
+class InputTypeError(RegionRerankError, TypeError):
+    """An argument has the wrong type (e.g. ``Query.question=None``, a pool entry that is
+    not a :class:`~region_rerank.types.Candidate`); the message names it and what is expected."""
 
 
 class DatasetFormatError(RegionRerankError, ValueError):

@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
+from region_rerank.errors import ConfigError
 from region_rerank.types import Candidate, ScoredCandidate
 
 __all__ = ["FUSION_MODES", "fuse_scores", "rank_candidates", "input_order"]
@@ -71,7 +72,7 @@ def fuse_scores(
             (1.0 - mix_weight) * a + mix_weight * b if math.isfinite(v) else v
             for a, b, v in zip(nv, nr, view)
         ]
-    raise ValueError(f"unknown fusion mode {mode!r}; choose one of {list(FUSION_MODES)}")
+    raise ConfigError(f"unknown fusion mode {mode!r}; choose one of {list(FUSION_MODES)}")
 
 
 def rank_candidates(

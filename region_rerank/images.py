@@ -171,17 +171,35 @@ def _from_array(array: Any) -> Image.Image:
         )
     if arr.size == 0:
         raise ImageLoadError(f"cannot load image from an empty array of shape {arr.shape}")
-    if arr.dtype == np.bool_:
+    kind = arr.dtype.kind
+    if kind not in "biuf":
+        raise ImageLoadError(
+            f"cannot load image from an array of dtype {arr.dtype}: expected bool, integer "
+            "or float pixel values"
+        )
+    if kind == "b":
         arr = arr.astype(np.uint8) * 255
-    elif np.issubdtype(arr.dtype, np.floating):
+    elif kind == "f":
         if not np.all(np.isfinite(arr)):
             raise ImageLoadError("cannot load image from an array with NaN or inf values")
-        scale = 255.0 if float(arr.max(initial=0.0)) <= 1.0 else 1.0
-        arr = np.clip(arr * scale, 0, 255).round().astype(np.uint8)
-    elif arr.dtype == np.uint16 or (np.issubdtype(arr.dtype, np.integer) and arr.max() > 255):
-        arr = (np.clip(arr, 0, 65535).astype(np.uint32) * 255 // 65535).astype(np.uint8)
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0.0 or hi > 255.0:
+            raise ImageLoadError(
+                f"float pixel values must lie in [0, 1] or [0, 255], got [{lo:g}, {hi:g}] "
+                "(normalised tensors must be un-normalised first)"
+            )
+        scale = 255.0 if hi <= 1.0 else 1.0
+        arr = (arr.astype(np.float64) * scale).round().astype(np.uint8)
     elif arr.dtype != np.uint8:
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 65535:
+            raise ImageLoadError(
+                f"integer pixel values must lie in [0, 255] or [0, 65535], got [{lo}, {hi}]"
+            )
+        if arr.dtype == np.uint16 or hi > 255:
+            arr = (arr.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+        else:
+            arr = arr.astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
@@ -242,8 +260,10 @@ def load_image(image: Any, options: ImageLoadOptions | None = None) -> Image.Ima
     Args:
         image: PIL image, path (``str`` / ``Path`` / ``file://``), ``bytes``, base64 string,
             data URI, http(s) URL (only with ``options.allow_urls``), numpy array
-            (``HxW`` / ``HxWxC``, uint8, uint16 or float in [0, 1]) or torch tensor
-            (``CxHxW``).
+            (``HxW`` / ``HxWxC``; bool, integers in [0, 255] or, for uint16 and larger
+            values, [0, 65535], floats in [0, 1] or [0, 255]) or torch tensor (``CxHxW``).
+            Values outside these ranges, and other dtypes (object, complex, strings,
+            dates), raise :class:`ImageLoadError`: nothing is clipped silently.
         options: Budget and URL policy; defaults to :class:`ImageLoadOptions`.
 
     Returns:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import threading
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from region_rerank.boxes import clamp_box, ensure_min_size, pad_box
 from region_rerank.budget import call_with_timeout, limit_question
 from region_rerank.cache import EmbeddingCache, pool_embeddings
 from region_rerank.croppers.base import QueryCropper
+from region_rerank.errors import ConfigError
 from region_rerank.fusion import FUSION_MODES, fuse_scores, input_order, rank_candidates
 from region_rerank.images import ImageLoadOptions, load_image
 from region_rerank.scorers.base import PairScorer, Scorer
@@ -95,6 +97,14 @@ class RerankerConfig:
         check_int("max_question_chars", self.max_question_chars, 1)
 
 
+def _load(component: Any) -> None:
+    """Load a component's model now if it loads lazily (it has a ``load()`` method); a
+    no-op once loaded."""
+    load = getattr(component, "load", None)
+    if callable(load):
+        load()
+
+
 def _now() -> float:
     return time.perf_counter()
 
@@ -141,6 +151,37 @@ class CroppedReranker:
         self._scorer: Any = None if isinstance(scorer, (str, type(None))) else scorer
         self.cache = cache if cache is not None else EmbeddingCache(self.config.cache_bytes)
         self._device, self._dtype = device, dtype
+        self._build_lock = threading.RLock()
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the configuration and components, not the lock or the cache.
+
+        Components given as spec strings are pickled as their specs (rebuilt on first use,
+        as by the original); component objects are pickled as they are, and one that cannot
+        be pickled raises :class:`~region_rerank.errors.ConfigError` naming it. The
+        unpickled reranker starts with an empty cache of the same size."""
+        state = self.__dict__.copy()
+        state.pop("_build_lock", None)
+        state["cache"] = self.cache.max_bytes
+        for name, spec in (("_cropper", self._cropper_spec), ("_scorer", self._scorer_spec)):
+            if isinstance(spec, str):
+                state[name] = None  # rebuilt from the spec
+            else:
+                try:
+                    pickle.dumps(state[name])
+                except Exception as exc:
+                    raise ConfigError(
+                        f"CroppedReranker cannot be pickled: its {name[1:]} "
+                        f"{type(state[name]).__name__} cannot be pickled ({exc}); build it "
+                        "from a spec string, or make it picklable"
+                    ) from exc
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["cache"] = EmbeddingCache(int(state["cache"]))
+        self.__dict__.update(state)
         self._build_lock = threading.RLock()
 
     # ------------------------------------------------------------------ components
@@ -210,6 +251,7 @@ class CroppedReranker:
         Raises:
             ConfigError, TypeError: Invalid arguments, or a cropper / scorer spec that
                 cannot be built (also in fallback mode: that is not a bad query).
+            ModelLoadError: A component's model cannot be loaded (also in fallback mode).
             ImportError: A component needs an optional package that is not installed.
         """
         queries, pools = check_rerank_inputs(queries, candidates, decisions)
@@ -218,11 +260,12 @@ class CroppedReranker:
             check_int("top_n", top, 0)
         if not queries:
             return []
-        # Build missing components here, outside the fallback: a wrong spec or a missing
-        # package would otherwise be retried (and swallowed) once per query.
-        _ = self.scorer
+        # Build and load missing components here, outside the fallback: a wrong spec, a model
+        # that cannot load or a missing package would otherwise be retried (and swallowed)
+        # once per query.
+        _load(self.scorer)
         if decisions is None:
-            _ = self.cropper
+            _load(self.cropper)
         if self.config.on_error == "raise":
             return self._run(queries, pools, top, decisions)
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from region_rerank.errors import CandidateError, InvalidBoxError
+from region_rerank.errors import CandidateError, InputTypeError, InvalidBoxError
 
 __all__ = [
     "ImageLike",
@@ -35,6 +35,24 @@ def _freeze_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
+class _PicklesFrozenMappings:
+    """Pickle / copy support for frozen dataclasses holding read-only mapping views (which
+    cannot be pickled): the views are stored as plain dicts and frozen again on load."""
+
+    _frozen_mappings: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in self._frozen_mappings:
+            state[name] = dict(state[name])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            frozen = _freeze_mapping(value) if key in self._frozen_mappings else value
+            object.__setattr__(self, key, frozen)
+
+
 @dataclass(frozen=True, eq=False)
 class Query:
     """A multimodal query: the image the user asks about and the question.
@@ -51,13 +69,13 @@ class Query:
 
     def __post_init__(self) -> None:
         if not isinstance(self.question, str):
-            raise TypeError(f"Query.question must be str, got {type(self.question).__name__}")
+            raise InputTypeError(f"Query.question must be str, got {type(self.question).__name__}")
         if self.image is None:
-            raise TypeError("Query.image is required (got None)")
+            raise InputTypeError("Query.image is required (got None)")
 
 
 @dataclass(frozen=True, eq=False)
-class Candidate:
+class Candidate(_PicklesFrozenMappings):
     """A retrieved knowledge-base entry to be re-ranked.
 
     Attributes:
@@ -76,6 +94,8 @@ class Candidate:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     retrieval_score: float | None = None
     embedding: Any = None
+
+    _frozen_mappings = ("metadata",)
 
     def __post_init__(self) -> None:
         imgs = self.images
@@ -246,7 +266,7 @@ class ScoredCandidate:
 
 
 @dataclass(frozen=True, eq=False)
-class RerankResult:
+class RerankResult(_PicklesFrozenMappings):
     """The outcome of re-ranking one query.
 
     Attributes:
@@ -265,6 +285,8 @@ class RerankResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     fallback: bool = False
     error: str | None = None
+
+    _frozen_mappings = ("timings",)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ranking", tuple(self.ranking))

@@ -19,7 +19,7 @@ from PIL import Image
 from region_rerank.boxes import ensure_min_size, pad_box, sanitize_box
 from region_rerank.croppers.base import QueryCropper
 from region_rerank.croppers.grounding import GroundingCropper, GroundingCropperConfig
-from region_rerank.errors import ConfigError, CropperError, ImageLoadError
+from region_rerank.errors import ConfigError, CropperError, ImageLoadError, ModelLoadError
 from region_rerank.types import Box, CropAction, CropDecision, Query
 from tests.tiny.detectors import build_grounding_dino, build_owlv2, build_owlvit
 
@@ -455,7 +455,7 @@ def test_injected_model_and_processor_are_used_without_loading(
     _assert_inside(decision, SIZES[2])
 
 
-def test_missing_model_folder_raises_cropper_error(tmp_path: Path) -> None:
+def test_missing_model_folder_raises_model_load_error(tmp_path: Path) -> None:
     cropper = GroundingCropper(str(tmp_path / "no-such-model"))
-    with pytest.raises(CropperError, match="no-such-model"):
+    with pytest.raises(ModelLoadError, match="no-such-model"):
         cropper.decide(Query(image=_image(20, 20, 0), question="what is this dog?"))

@@ -47,7 +47,7 @@ from region_rerank.croppers.question_phrases import (
     phrases_from_question,
 )
 from region_rerank.device import DTYPE_NAMES, from_pretrained, resolve_device_dtype
-from region_rerank.errors import ConfigError, CropperError, UnsafeWeightsError
+from region_rerank.errors import ConfigError, CropperError, ModelLoadError, UnsafeWeightsError
 from region_rerank.images import ImageLoadOptions, load_image
 from region_rerank.types import CropDecision, Query
 
@@ -237,7 +237,7 @@ class GroundingCropper(BaseCropper):
         except UnsafeWeightsError:
             raise
         except (OSError, ValueError, KeyError) as exc:
-            raise CropperError(
+            raise ModelLoadError(
                 f"GroundingCropper could not load detector {self.model_name!r}: {exc}"
             ) from exc
         param = next(iter(self._model.parameters()))

@@ -26,7 +26,7 @@ from region_rerank.croppers.vlm_output import (
 )
 from region_rerank.croppers.vlm_prompt import FAMILY_FRAMES, VLMPrompter
 from region_rerank.device import DTYPE_NAMES, from_pretrained, resolve_device_dtype
-from region_rerank.errors import ConfigError
+from region_rerank.errors import ConfigError, ModelLoadError, UnsafeWeightsError
 from region_rerank.images import load_image
 from region_rerank.types import CropDecision, Query
 
@@ -144,6 +144,7 @@ class VLMCropper(BaseCropper):
         ConfigError: Unknown model family with ``coord_frame="auto"``, or an adapter with
             an injected model.
         ImportError: An adapter without peft installed (``pip install "region-rerank[vlm]"``).
+        ModelLoadError: The model, its processor or the adapter cannot be loaded.
     """
 
     name = "vlm"
@@ -171,9 +172,17 @@ class VLMCropper(BaseCropper):
                 "adapter= is only applied to a model VLMCropper loads itself; wrap model_obj "
                 "with peft.PeftModel.from_pretrained(model_obj, adapter) before passing it"
             )
-        self.processor = processor if processor is not None else self._load_processor()
+        try:
+            self.processor = processor if processor is not None else self._load_processor()
+            self.model = model_obj if model_obj is not None else self._load_model()
+        except UnsafeWeightsError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(
+                f"VLMCropper cannot load {self.model_name!r}: {exc}. Pass a hub id such as "
+                f"{DEFAULT_MODEL!r} or a folder written by save_pretrained"
+            ) from exc
         self._processor_lock = threading.Lock()
-        self.model = model_obj if model_obj is not None else self._load_model()
         self.model_type: str | None = getattr(
             getattr(self.model, "config", None), "model_type", None
         )

@@ -9,7 +9,7 @@ from typing import Any
 
 from region_rerank._optional import require
 from region_rerank.device import pickle_refused_message, resolve_device
-from region_rerank.errors import ConfigError, UnsafeWeightsError
+from region_rerank.errors import ConfigError, ModelLoadError, UnsafeWeightsError
 
 __all__ = ["progress_enabled", "warn_remote_code", "load_st_model", "LazySTModel"]
 
@@ -63,7 +63,8 @@ def load_st_model(
     Raises:
         ImportError: sentence-transformers is not installed.
         UnsafeWeightsError: Only pickled weights exist and ``allow_pickle`` is False.
-        ConfigError: The model cannot be loaded or lacks ``required_method``.
+        ModelLoadError: The model cannot be loaded.
+        ConfigError: The model lacks ``required_method``.
     """
     st = require("sentence_transformers", feature=feature)
     model = model_obj
@@ -87,13 +88,13 @@ def load_st_model(
             )
         except OSError as exc:
             if allow_pickle or "safetensors" not in str(exc):
-                raise ConfigError(
+                raise ModelLoadError(
                     f"{feature} cannot load model {model_id!r}: {exc}. Pass {what} name or a "
                     f"folder written by {cls_name}.save"
                 ) from exc
             raise UnsafeWeightsError(pickle_refused_message(model_id, exc)) from exc
         except (ValueError, KeyError) as exc:
-            raise ConfigError(
+            raise ModelLoadError(
                 f"{feature} cannot load model {model_id!r}: {exc}. Pass {what} name or a "
                 f"folder written by {cls_name}.save"
             ) from exc
@@ -142,6 +143,15 @@ class LazySTModel:
 
     def _on_loaded(self, model: Any) -> None:
         """Validate or inspect a freshly loaded model (raise ``ConfigError`` to refuse it)."""
+
+    def load(self) -> Any:
+        """Load the model now (otherwise done on first use). Returns self.
+
+        Raises:
+            ModelLoadError: The model cannot be loaded.
+        """
+        self._load()
+        return self
 
     def _load(self) -> Any:
         """Load the model once, even when several threads ask at once."""

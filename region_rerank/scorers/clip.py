@@ -29,7 +29,7 @@ from region_rerank.device import (
     resolve_device_dtype,
     resolve_dtype,
 )
-from region_rerank.errors import ConfigError, ScorerError, UnsafeWeightsError
+from region_rerank.errors import ConfigError, ModelLoadError, ScorerError, UnsafeWeightsError
 from region_rerank.images import load_image
 from region_rerank.scorers.base import (
     BaseEmbeddingScorer,
@@ -162,6 +162,16 @@ class ClipScorer(BaseEmbeddingScorer):
             )
 
     # ------------------------------------------------------------------ loading
+    def load(self) -> ClipScorer:
+        """Load the model and processor now (otherwise done on first use). Returns self.
+
+        Raises:
+            ModelLoadError: The model or its processor cannot be loaded.
+            UnsafeWeightsError: Only pickled weights exist and ``allow_pickle`` is False.
+        """
+        self._load()
+        return self
+
     def _load(self) -> None:
         """Load the model and processor once, even when several threads ask at once."""
         if self._loaded:
@@ -241,7 +251,7 @@ class ClipScorer(BaseEmbeddingScorer):
         except UnsafeWeightsError:
             raise
         except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(
+            raise ModelLoadError(
                 f"ClipScorer cannot load model {self.model_id!r}: {exc}. Pass a hub id such as "
                 "'openai/clip-vit-base-patch32' or a folder written by save_pretrained"
             ) from exc
@@ -252,7 +262,9 @@ class ClipScorer(BaseEmbeddingScorer):
         try:
             return AutoProcessor.from_pretrained(source, trust_remote_code=self.trust_remote_code)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"ClipScorer cannot load the processor of {source!r}: {exc}") from exc
+            raise ModelLoadError(
+                f"ClipScorer cannot load the processor of {source!r}: {exc}"
+            ) from exc
 
     # ------------------------------------------------------------------ properties
     @property

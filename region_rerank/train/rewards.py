@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from region_rerank._validate import check_choice
 from region_rerank.boxes import CoordFrame
-from region_rerank.errors import ConfigError
+from region_rerank.errors import ConfigError, RegionRerankError
 
 if TYPE_CHECKING:
     from region_rerank.images import ImageLoadOptions
@@ -69,7 +69,7 @@ __all__ = [
 REWARD_VARIANTS = ("relative", "absolute")
 
 
-class NoPositiveError(ValueError):
+class NoPositiveError(RegionRerankError, ValueError):
     """The pool holds no positive: the reward is undefined (such queries are not trained)."""
 
 
@@ -150,9 +150,9 @@ def _check(scores: Sequence[float], is_positive: Sequence[bool]) -> tuple[list[f
     vals = [float(s) for s in scores]
     pos = [bool(p) for p in is_positive]
     if len(vals) != len(pos):
-        raise ValueError(f"{len(vals)} scores but {len(pos)} positive flags")
+        raise ConfigError(f"{len(vals)} scores but {len(pos)} positive flags")
     if not vals:
-        raise ValueError("the pool is empty")
+        raise ConfigError("the pool is empty")
     return vals, pos
 
 
@@ -164,7 +164,7 @@ def ranking_stats(scores: Sequence[float], is_positive: Sequence[bool]) -> Ranki
         is_positive: One relevance flag per pool entry.
 
     Raises:
-        ValueError: Lengths differ or the pool is empty.
+        ConfigError: Lengths differ or the pool is empty.
     """
     vals, pos = _check(scores, is_positive)
     order = sorted(
@@ -205,7 +205,7 @@ def region_reward(
 
     Raises:
         NoPositiveError: The pool holds no positive.
-        ValueError: Mismatched lengths, or ``full_scores`` missing for ``"relative"``.
+        ConfigError: Mismatched lengths, or ``full_scores`` missing for ``"relative"``.
     """
     cfg = config or RewardConfig()
     if not any(bool(p) for p in is_positive):
@@ -218,10 +218,10 @@ def region_reward(
         rank_term = math.log(2.0) - math.log(crop.rank_first_positive + 1)
         return _mixture(cfg, (crop.mrr, crop.ndcg, rank_term, crop.margin))
     if full_scores is None:
-        raise ValueError("the relative reward needs the full-image scores")
+        raise ConfigError("the relative reward needs the full-image scores")
     full = ranking_stats(full_scores, is_positive)
     if len(full_scores) != len(crop_scores):
-        raise ValueError(f"{len(full_scores)} full scores but {len(crop_scores)} crop scores")
+        raise ConfigError(f"{len(full_scores)} full scores but {len(crop_scores)} crop scores")
     assert full.rank_first_positive is not None
     d_rank = math.log(full.rank_first_positive + 1) - math.log(crop.rank_first_positive + 1)
     return _mixture(
@@ -286,11 +286,11 @@ def _per_sample(kwargs: dict[str, Any], name: str, n: int, required: bool = True
     values = kwargs.get(name)
     if values is None:
         if required:
-            raise ValueError(f"the region reward needs the per-sample column {name!r}")
+            raise ConfigError(f"the region reward needs the per-sample column {name!r}")
         return [None] * n
     values = list(values)
     if len(values) != n:
-        raise ValueError(f"column {name!r} has {len(values)} values for {n} completions")
+        raise ConfigError(f"column {name!r} has {len(values)} values for {n} completions")
     return values
 
 
