@@ -127,6 +127,35 @@ def _write_queries(queries: Iterable[EvalQuery], out: Path, kb_ids: set[str]) ->
         logger.warning("%d queries have no positive in the KB", unknown)
 
 
+class _Job:
+    """One conversion: the KB pass, then the question pass, then the summary."""
+
+    def __init__(self, out: PathLike, lenient: bool) -> None:
+        self.start = time.perf_counter()
+        self.root = Path(out)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.issues = RowIssues(lenient)
+        self.summary = ConvertSummary(self.root)
+        self.kb_ids: set[str] = set()
+
+    def write_kb(
+        self, path: PathLike, fmt: KBFormat, text: KBTextConfig, images: KBImages, progress: bool
+    ) -> dict[str, str] | None:
+        """Stream the KB to ``kb.jsonl``; return ``title -> id`` unless it is Wiki6M."""
+        titles: dict[str, str] | None = None if fmt == "wiki6m" else {}
+        entries = iter_kb_entries(
+            path, kb_format=fmt, text=text, kb_images=images, issues=self.issues, progress=progress
+        )
+        self.kb_ids = _write_kb(entries, self.root, titles)
+        return titles
+
+    def finish(self, queries: Iterable[EvalQuery]) -> ConvertSummary:
+        _write_queries(queries, self.root, self.kb_ids)
+        self.summary.kb_entries, self.summary.skipped = len(self.kb_ids), self.issues.skipped
+        self.summary.seconds = time.perf_counter() - self.start
+        return self.summary
+
+
 def convert_evqa(
     csv_path: PathLike,
     kb_path: PathLike,
@@ -148,32 +177,17 @@ def convert_evqa(
     Raises:
         DatasetFormatError: A malformed row or KB entry in strict mode.
     """
-    start = time.perf_counter()
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    issues = RowIssues(lenient)
-    summary = ConvertSummary(root)
-    entries = iter_kb_entries(
-        kb_path,
-        kb_format="evqa",
-        text=text,
-        kb_images=kb_images,
-        issues=issues,
-        progress=progress,
-    )
-    kb_ids = _write_kb(entries, root, None)
+    job = _Job(out, lenient)
+    job.write_kb(kb_path, "evqa", text, kb_images, progress)
     queries = iter_evqa_queries(
         csv_path,
         image_dir,
         id_map=load_id_map(id_map) if id_map else None,
         drop_question_types=drop_question_types,
-        issues=issues,
-        counts=summary.counts,
+        issues=job.issues,
+        counts=job.summary.counts,
     )
-    _write_queries(queries, root, kb_ids)
-    summary.kb_entries, summary.skipped = len(kb_ids), issues.skipped
-    summary.seconds = time.perf_counter() - start
-    return summary
+    return job.finish(queries)
 
 
 def convert_infoseek(
@@ -194,17 +208,10 @@ def convert_infoseek(
 ) -> ConvertSummary:
     """Write the generic layout from the released InfoSeek files (arguments as
     :func:`~region_rerank.eval.datasets_infoseek.load_infoseek`)."""
-    start = time.perf_counter()
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    issues = RowIssues(lenient)
-    summary = ConvertSummary(root)
+    job = _Job(out, lenient)
     fmt = detect_kb_format(kb_path) if kb_format == "auto" else kb_format
-    titles: dict[str, str] | None = None if fmt == "wiki6m" else {}
-    entries = iter_kb_entries(
-        kb_path, kb_format=fmt, text=text, kb_images=kb_images, issues=issues, progress=progress
-    )
-    kb_ids = _write_kb(entries, root, titles)
+    titles = job.write_kb(kb_path, fmt, text, kb_images, progress)
+    issues = job.issues
     resolver = entity_resolver(
         by_wikidata_id=fmt == "wiki6m",
         entity_map=load_entity_map(entity_map) if entity_map else None,
@@ -218,12 +225,9 @@ def convert_infoseek(
         layout,
         qtypes=load_qtypes(qtype, issues) if qtype else None,
         issues=issues,
-        counts=summary.counts,
+        counts=job.summary.counts,
     )
-    _write_queries(queries, root, kb_ids)
-    summary.kb_entries, summary.skipped = len(kb_ids), issues.skipped
-    summary.seconds = time.perf_counter() - start
-    return summary
+    return job.finish(queries)
 
 
 @dataclass

@@ -21,9 +21,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from region_rerank.eval._rows import DatasetFormatError, RowProblem
+from region_rerank.errors import DatasetFormatError
 
-__all__ = ["iter_json_object", "iter_jsonl", "open_binary", "is_gzip"]
+
+class RowProblem(ValueError):
+    """A problem in one row; the loader adds the file and line (re-exported by ``_rows``)."""
+
+
+__all__ = ["RowProblem", "iter_json_object", "iter_jsonl", "open_binary", "is_gzip"]
 
 _WS = " \t\n\r"
 _CHUNK = 1 << 20  # characters per read
