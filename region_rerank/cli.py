@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from region_rerank.convert_cli import add_convert_parsers
 from region_rerank.errors import RegionRerankError
 
 __all__ = ["main", "build_parser"]
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_parser(sub)
     _add_bench_parser(sub)
     _add_train_parser(sub)
+    add_convert_parsers(sub)
     return parser
 
 
@@ -374,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if getattr(args, "run", None) is not None:
+            return int(args.run(args))
         if args.command == "crop":
             return _crop(args)
         if args.command == "pools":

@@ -22,16 +22,12 @@ from region_rerank.eval.datasets import (
 )
 from region_rerank.eval.datasets_evqa import (
     EVQA_COLUMNS,
-    evqa_entry_text,
     load_evqa,
     load_evqa_kb,
     write_evqa_csv,
 )
-from region_rerank.eval.datasets_infoseek import (
-    infoseek_to_evqa_rows,
-    load_entity_map,
-    load_infoseek,
-)
+from region_rerank.eval.datasets_infoseek import load_entity_map, load_infoseek
+from region_rerank.eval.kb_text import KBTextConfig, entry_text
 from region_rerank.types import Box, Candidate
 
 # ---------------------------------------------------------------- helpers
@@ -409,14 +405,18 @@ def _evqa_files(tmp_path: Path, rows: list[dict[str, str]]) -> tuple[Path, Path]
     return csv_path, kb_path
 
 
-def test_evqa_entry_text_cut() -> None:
-    assert evqa_entry_text("Oak", []) == "Oak"
-    assert evqa_entry_text("T", ["a b", "", "c"], max_chars=500) == "T\na b\nc"
-    # text[:20] = 'Title\n' (6) + 'word word word' (14); its last space is at index 15,
-    # before 0.8 * 20 = 16, so the cut stays at 20 characters
-    assert evqa_entry_text("Title", [LONG], max_chars=20) == "Title\nword word word"
+def test_entry_text_reference_and_word_boundary() -> None:
+    assert entry_text("Oak", []) == "Oak\n"  # the reference keeps the newline
+    assert entry_text("T", ["a b", "", "c", "d"]) == "T\na b\n\nc"  # first three sections
+    clean = KBTextConfig(skip_empty=True)
+    assert entry_text("Oak", [], clean) == "Oak"
+    assert entry_text("T", ["a b", "", "c", "d"], clean) == "T\na b\nc\nd"
     # text[:22] = 'Title\nword word word w'; last space at 20 >= 17.6 -> cut back to 20
-    assert evqa_entry_text("Title", [LONG], max_chars=22) == "Title\nword word word"
+    cut = KBTextConfig(max_chars=22, word_boundary=True)
+    assert entry_text("Title", [LONG], cut) == "Title\nword word word"
+    assert entry_text("Title", [LONG], KBTextConfig(max_chars=22)) == "Title\nword word word w"
+    with pytest.raises(RegionRerankError):
+        KBTextConfig(max_chars=0)
 
 
 def test_load_evqa(tmp_path: Path) -> None:
@@ -424,8 +424,8 @@ def test_load_evqa(tmp_path: Path) -> None:
         _evqa_row(evidence="line one\nline two"),  # quoted multi-line field (lines 2-3)
         _evqa_row(
             question="Which species?",
-            answer="monarch|danaus plexippus",
-            dataset_image_ids="inat_7|inat_8",
+            answer="monarch|danaus plexippus&&milkweed butterfly",
+            dataset_image_ids="7|8",
             dataset_name="inaturalist",
             question_type="multi_answer",
             wikipedia_url=MONARCH,
@@ -433,30 +433,33 @@ def test_load_evqa(tmp_path: Path) -> None:
         _evqa_row(question_type="2_hop", wikipedia_url=f"{EIFFEL}|{OAK}"),
         _evqa_row(
             question="Tree?",
-            dataset_image_ids="img9",
+            dataset_image_ids="0fe1d2c3b4a59687",
             question_type="automatic",
-            wikipedia_url=f"{OAK}|{EIFFEL}",
+            wikipedia_url=OAK,
             encyclopedic_vqa_split="test",
         ),
     ]
     csv_path, kb_path = _evqa_files(tmp_path, rows)
     ds = load_evqa(csv_path, kb_path, tmp_path / "images")
     assert ds.name == "evqa" and ds.dropped == {"2_hop": 1} and ds.skipped == 0
-    assert [q.id for q in ds.queries] == ["evqa-0", "evqa-1", "evqa-3"]  # row index kept
+    assert [q.id for q in ds.queries] == ["E-VQA_0", "E-VQA_1", "E-VQA_2"]  # after filtering
     q0, q1, q3 = ds.queries
-    assert q0.image == tmp_path / "images" / "img1.jpg"
+    assert q0.image == tmp_path / "images" / "landmarks" / "i" / "m" / "g" / "img1.jpg"
     assert q0.positives == frozenset({EIFFEL}) and q0.question_type == "templated"
     assert q0.metadata["answers"] == ["1889"] and q0.metadata["evidence"] == "line one\nline two"
-    assert q1.image == tmp_path / "images" / "inat_7.jpg"  # first of dataset_image_ids
-    assert q1.metadata["answers"] == ["monarch", "danaus plexippus"]
-    assert q1.metadata["image_id"] == "inat_7" and q1.metadata["dataset_name"] == "inaturalist"
-    assert q3.positives == frozenset({OAK, EIFFEL}) and q3.question_type == "automatic"
+    # no id map: the canonical flat path (the error in check_images mode names the map)
+    assert q1.image == tmp_path / "images" / "inaturalist" / "7.jpg"
+    assert q1.metadata["answers"] == ["monarch", "danaus plexippus&&milkweed butterfly"]
+    assert q1.metadata["answer_parts"] == [["monarch"], ["danaus plexippus", "milkweed butterfly"]]
+    assert q1.metadata["image_id"] == "7" and q1.metadata["dataset_name"] == "inaturalist"
+    assert q3.positives == frozenset({OAK}) and q3.question_type == "automatic"
+    assert q3.image == tmp_path / "images" / "landmarks" / "0" / "f" / "e" / "0fe1d2c3b4a59687.jpg"
     assert ds.kb[EIFFEL].text == "Eiffel Tower\nA tower in Paris.\nBuilt 1887-1889."
     assert ds.kb[EIFFEL].images == ("https://upload.example/eiffel.jpg",)
     assert ds.kb[EIFFEL].metadata == {"title": "Eiffel Tower", "url": EIFFEL}
     monarch = ds.kb[MONARCH].text
-    assert monarch is not None and 400 <= len(monarch) <= 500 and monarch.endswith("word")
-    assert ds.kb[OAK].text == "Oak" and ds.kb[OAK].images == ()
+    assert monarch == ("Monarch butterfly\n" + LONG)[:500]
+    assert ds.kb[OAK].text == "Oak\n" and ds.kb[OAK].images == ()
     assert ds.pools == {}
     # keeping 2_hop and other image patterns
     ds2 = load_evqa(
@@ -468,7 +471,9 @@ def test_load_evqa(tmp_path: Path) -> None:
         kb_images="none",
     )
     assert len(ds2) == 4 and ds2.dropped == {}
-    assert ds2.queries[1].image == tmp_path / "inaturalist" / "inat_7.png"
+    assert ds2.queries[1].image == tmp_path / "inaturalist" / "7.png"
+    assert ds2.queries[2].positives == frozenset({EIFFEL})
+    assert ds2.queries[2].metadata["hop_urls"] == [EIFFEL, OAK]
     assert ds2.kb[EIFFEL].images == ()
     ds3 = load_evqa(
         csv_path,
@@ -489,7 +494,7 @@ def test_evqa_with_pools_and_id_column(tmp_path: Path) -> None:
     )
     ds = load_evqa(csv_path, kb_path, tmp_path, pools_path=pools)
     assert [q.id for q in ds.queries] == ["a", "b"]
-    assert ds.pools == {"b": ((OAK, 2.0),)} and ds.candidates("b")[0].text == "Oak"
+    assert ds.pools == {"b": ((OAK, 2.0),)} and ds.candidates("b")[0].text == "Oak\n"
 
 
 def test_evqa_malformed_rows_name_the_csv_line(
@@ -545,7 +550,7 @@ def test_evqa_kb_errors(tmp_path: Path) -> None:
     with pytest.raises(DatasetFormatError, match="KB entry 'u': field 'title' must be a string"):
         load_evqa_kb(bad)
     kb = load_evqa_kb(bad, lenient=True)
-    assert list(kb) == ["w"] and kb["w"].text == "fine"
+    assert list(kb) == ["w"] and kb["w"].text == "fine\n"
 
 
 # ---------------------------------------------------------------- InfoSeek
@@ -554,110 +559,79 @@ ENTITY_MAP = {"Q243": EIFFEL, "Q26": MONARCH}
 INFOSEEK: list[dict[str, Any]] = [
     {
         "data_id": "infoseek_val_0001",
-        "image_id": "oven_01",
+        "image_id": "oven_01000001",
         "question": "When was this built?",
         "answer": ["1889"],
         "answer_eval": [{"wikidata": 1889, "range": [1887, 1889]}],
         "data_split": "val_unseen_entity",
-        "entity_id": "Q243",
-        "entity_text": "Eiffel Tower",
     },
     {
         "data_id": "infoseek_val_0002",
-        "image_id": "oven_02",
+        "image_id": "oven_02000002",
         "question": "What does it eat?",
         "answer": ["milkweed", "nectar"],
         "answer_eval": ["milkweed"],
         "data_split": "val_unseen_question",
-        "entity_id": "Q26",
     },
+]
+WITHKB = [
+    {"data_id": "infoseek_val_0001", "entity_id": "Q243", "entity_text": "Eiffel Tower"},
+    {"data_id": "infoseek_val_0002", "entity_id": "Q26", "entity_text": "Monarch"},
 ]
 
 
-def test_infoseek_to_evqa_rows() -> None:
-    rows = infoseek_to_evqa_rows(INFOSEEK, ENTITY_MAP)
-    assert rows[0] == {
-        "question": "When was this built?",
-        "answer": "1889",
-        "dataset_image_ids": "oven_01",
-        "dataset_name": "infoseek",
-        "question_type": "val_unseen_entity",
-        "wikipedia_url": EIFFEL,
-        "wikipedia_title": "Eiffel Tower",
-        "evidence": "",
-        "evidence_section_id": "",
-        "encyclopedic_vqa_split": "val_unseen_entity",
-        "id": "infoseek_val_0001",
-        "entity_id": "Q243",
-        "answer_eval": '[{"wikidata": 1889, "range": [1887, 1889]}]',
-    }
-    assert rows[1]["answer"] == "milkweed|nectar" and rows[1]["wikipedia_url"] == MONARCH
-    assert (
-        infoseek_to_evqa_rows(INFOSEEK, ENTITY_MAP, question_type_field=None)[0]["question_type"]
-        == ""
-    )
-
-
-def test_load_infoseek_and_csv_round_trip(tmp_path: Path) -> None:
-    jsonl = _write_lines(tmp_path / "infoseek_val_withkb.jsonl", INFOSEEK)
+def test_load_infoseek_with_an_entity_map(tmp_path: Path) -> None:
+    questions = _write_lines(tmp_path / "infoseek_val.jsonl", INFOSEEK)
+    withkb = _write_lines(tmp_path / "infoseek_val_withkb.jsonl", WITHKB)
     _, kb_path = _evqa_files(tmp_path, [_evqa_row()])
     emap = tmp_path / "entity_map.json"
     emap.write_text(json.dumps(ENTITY_MAP), encoding="utf-8")
     assert load_entity_map(emap) == ENTITY_MAP
-    ds = load_infoseek(jsonl, kb_path, tmp_path / "oven", emap)
+    ds = load_infoseek(questions, withkb, kb_path, tmp_path / "oven", entity_map=emap)
     assert ds.name == "infoseek" and len(ds) == 2
     q = ds.query("infoseek_val_0001")
-    assert q.image == tmp_path / "oven" / "oven_01.jpg"
+    assert q.image == tmp_path / "oven" / "01" / "oven_01000001.jpg"
     assert q.positives == frozenset({EIFFEL}) and q.question_type == "val_unseen_entity"
-    assert q.metadata["answers"] == ["1889"] and q.metadata["dataset_name"] == "infoseek"
-    assert json.loads(q.metadata["answer_eval"]) == INFOSEEK[0]["answer_eval"]
-    # the common conversion: InfoSeek -> E-VQA CSV -> E-VQA loader gives the same queries
-    csv_path = write_evqa_csv(infoseek_to_evqa_rows(jsonl, ENTITY_MAP), tmp_path / "is.csv")
-    via_csv = load_evqa(csv_path, kb_path, tmp_path / "oven", name="infoseek")
-    for a, b in zip(ds.queries, via_csv.queries, strict=True):
-        assert (a.id, a.image, a.question, a.positives, a.question_type, dict(a.metadata)) == (
-            b.id,
-            b.image,
-            b.question,
-            b.positives,
-            b.question_type,
-            dict(b.metadata),
-        )
+    assert q.metadata["answers"] == ["1889"] and q.metadata["entity_id"] == "Q243"
+    assert q.metadata["answer_eval"] == INFOSEEK[0]["answer_eval"]
+    assert ds.query("infoseek_val_0002").positives == frozenset({MONARCH})
 
 
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        ({k: v for k, v in INFOSEEK[1].items() if k != "entity_id"}, "missing 'entity_id'"),
-        ({**INFOSEEK[1], "entity_id": "Q999"}, "entity_id 'Q999' has no KB key"),
         ({**INFOSEEK[1], "answer": [1, 2]}, "'answer' must be a list of strings"),
         ({**INFOSEEK[1], "question": None}, "'question' must be a string"),
+        ({**INFOSEEK[1], "image_id": ""}, "'image_id' must be a non-empty string"),
         ('{"data_id": ', "invalid JSON"),
     ],
 )
 def test_infoseek_malformed_records(tmp_path: Path, record: Any, message: str) -> None:
-    jsonl = _write_lines(tmp_path / "is.jsonl", [INFOSEEK[0], record])
+    questions = _write_lines(tmp_path / "is.jsonl", [INFOSEEK[0], record])
+    withkb = _write_lines(tmp_path / "is_withkb.jsonl", WITHKB)
     _, kb_path = _evqa_files(tmp_path, [_evqa_row()])
     with pytest.raises(DatasetFormatError, match=f"line 2: .*{message}") as info:
-        load_infoseek(jsonl, kb_path, tmp_path, ENTITY_MAP)
-    assert info.value.path == str(jsonl)
-    ds = load_infoseek(jsonl, kb_path, tmp_path, ENTITY_MAP, lenient=True)
+        load_infoseek(questions, withkb, kb_path, tmp_path, entity_map=ENTITY_MAP)
+    assert info.value.path == str(questions)
+    ds = load_infoseek(questions, withkb, kb_path, tmp_path, entity_map=ENTITY_MAP, lenient=True)
     assert ds.skipped == 1 and [q.id for q in ds.queries] == ["infoseek_val_0001"]
-    assert len(infoseek_to_evqa_rows(jsonl, ENTITY_MAP, lenient=True)) == 1
 
 
-def test_infoseek_records_in_memory_use_record_index() -> None:
-    with pytest.raises(DatasetFormatError, match="<records>, line 2: missing 'entity_id'"):
-        infoseek_to_evqa_rows(
-            [INFOSEEK[0], {"data_id": "x", "image_id": "y", "question": "?", "answer": "a"}],
-            ENTITY_MAP,
-        )
+def test_infoseek_entity_without_kb_entry_is_a_row_error(tmp_path: Path) -> None:
+    questions = _write_lines(tmp_path / "is.jsonl", INFOSEEK)
+    withkb = _write_lines(tmp_path / "is_withkb.jsonl", WITHKB)
+    _, kb_path = _evqa_files(tmp_path, [_evqa_row()])
+    # 'Monarch' is not a KB title ('Monarch butterfly') and no entity map is given
+    with pytest.raises(DatasetFormatError, match=r"line 2: entity Q26 \('Monarch'\) has no KB"):
+        load_infoseek(questions, withkb, kb_path, tmp_path)
+    ds = load_infoseek(questions, withkb, kb_path, tmp_path, lenient=True)
+    assert [q.positives for q in ds.queries] == [frozenset({EIFFEL})]  # title match
 
 
 def test_entity_map_errors(tmp_path: Path) -> None:
     bad = tmp_path / "map.json"
     bad.write_text(json.dumps({"Q1": 5}), encoding="utf-8")
-    with pytest.raises(DatasetFormatError, match="entity_id -> KB key"):
+    with pytest.raises(DatasetFormatError, match="'Q1' maps to a non-string value"):
         load_entity_map(bad)
 
 

@@ -7,27 +7,22 @@ collector, which raises it (strict) or skips and counts the row (lenient).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from region_rerank.errors import DatasetFormatError, InvalidBoxError
+from region_rerank.eval.json_stream import RowProblem, iter_jsonl
 from region_rerank.types import Box, ImageLike
 
-__all__ = ["DatasetFormatError", "RowProblem", "RowIssues"]
+__all__ = ["DatasetFormatError", "RowProblem", "RowIssues", "iter_jsonl"]
 
 logger = logging.getLogger("region_rerank.eval.datasets")
 
 #: Image strings kept verbatim (never resolved against the dataset folder).
 URL_PREFIXES = ("http://", "https://", "data:", "file://")
-
-
-class RowProblem(ValueError):
-    """Raised by the field helpers; the loader adds the file and line."""
 
 
 class RowIssues:
@@ -56,23 +51,6 @@ class RowIssues:
                 self.skipped,
                 "; ".join(self.reasons),
             )
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any | RowProblem]]:
-    """Yield ``(line_number, parsed value or RowProblem)`` for each non-blank line."""
-    with open(path, "rb") as fh:
-        for line_no, raw in enumerate(fh, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield line_no, RowProblem(f"not valid UTF-8 ({exc.reason})")
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield line_no, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield line_no, RowProblem(f"invalid JSON ({exc.msg} at column {exc.colno})")
 
 
 def require_object(value: Any) -> dict[str, Any]:

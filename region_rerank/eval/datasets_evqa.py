@@ -1,196 +1,196 @@
-"""Encyclopedic-VQA loader and the E-VQA CSV / KB formats (METHOD.md section 6).
+"""Encyclopedic-VQA loader: the released question CSVs, KB JSON and image layouts.
 
-**E-VQA**: a CSV with the columns ``question``, ``answer`` (``|``-separated),
-``dataset_image_ids`` (``|``-separated; the first is used), ``dataset_name``,
-``question_type``, ``wikipedia_url`` (the KB key and positive; ``|``-separated values give
-several positives), plus optional ``wikipedia_title``, ``evidence``,
-``evidence_section_id``, ``encyclopedic_vqa_split`` and any other column, all kept in
-``EvalQuery.metadata``. Rows whose ``question_type`` is in ``drop_question_types`` (default
-``2_hop``, which needs two retrieval hops) are dropped and counted in
-``EvalDataset.dropped``. The query image is ``image_dir / image_pattern.format(image_id=...,
-dataset_name=...)`` (default ``{image_id}.jpg``) or what a callable returns. Query ids come
-from an ``id`` column when present, else ``{id_prefix}{n}`` with ``n`` the 0-based data row.
+**CSV** (``train.csv`` / ``val.csv`` / ``test.csv``; columns are read by name, any order):
 
-**KB** (E-VQA schema): one JSON object mapping url -> ``{"title", "section_titles",
-"section_texts", "image_urls", ...}``. Entry text = title + the first sections, cut at
-``text_max_chars`` (~500) characters on a word boundary.
+- ``question``; ``answer``: alternatives from several annotators joined by ``|``; in a
+  ``multi_answer`` row each alternative lists its parts joined by ``&&``
+  (``metadata["answers"]`` holds the alternatives, ``metadata["answer_parts"]`` the parts).
+- ``dataset_image_ids``: up to five ids joined by ``|`` (the first is the query image, all
+  are in ``metadata["image_ids"]``); ``dataset_name``: ``landmarks`` (GLDv2) or
+  ``inaturalist`` (iNaturalist 2021); the files are found by
+  :class:`~region_rerank.eval.image_layouts.EVQAImageLayout`.
+- ``question_type``: ``templated``, ``automatic``, ``multi_answer`` or ``2_hop``.
+- ``wikipedia_url``: the KB key of the positive. Only ``2_hop`` rows hold two URLs (joined by
+  ``|``): the entity in the image, then the second hop. The first is the positive, both
+  are in ``metadata["hop_urls"]``; two URLs on another row is a malformed row.
+- every other column (``wikipedia_title``, ``evidence``, ``evidence_section_id``...) is kept
+  in ``EvalQuery.metadata`` as text.
 
-InfoSeek converts to this layout: see :mod:`region_rerank.eval.datasets_infoseek`.
+Query ids are ``E-VQA_{i}`` with ``i`` the 0-based index of the row among the rows kept by the
+question-type filter (malformed rows still take their number), exactly as EchoSight and
+OMGM key their published pools, so those pools can be imported
+(:mod:`region_rerank.eval.pool_import`). An ``id`` column wins when present; rows with
+``dataset_name = infoseek`` (the E-VQA-format InfoSeek CSVs of EchoSight / OMGM) use their
+``data_id`` column.
+
+**KB**: see :mod:`region_rerank.eval.kb_readers` (streamed, text assembled as the reference
+code does by default, :mod:`region_rerank.eval.kb_text`).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from region_rerank.eval._rows import (
-    DatasetFormatError,
-    RowIssues,
-    RowProblem,
-    get_str_list,
-    req_str,
-    require_object,
-)
-from region_rerank.eval.datasets import (
-    EvalDataset,
-    EvalQuery,
-    KBEntry,
-    Pool,
-    load_pools_jsonl,
-    warn_unknown_positives,
-)
+from region_rerank.eval._rows import DatasetFormatError, RowIssues, RowProblem, req_str
+from region_rerank.eval._schema import EvalDataset, EvalQuery, KBEntry, Pool
+from region_rerank.eval.datasets import load_pools_jsonl, warn_unknown_positives
+from region_rerank.eval.image_layouts import EVQAImageLayout, load_id_map
+from region_rerank.eval.kb_readers import KBFormat, KBImages, load_kb
+from region_rerank.eval.kb_text import REFERENCE_TEXT, KBTextConfig
 from region_rerank.types import ImageLike
 
 __all__ = [
     "EVQA_COLUMNS",
-    "evqa_entry_text",
-    "load_evqa_kb",
+    "RowCounts",
+    "iter_evqa_queries",
     "load_evqa",
+    "load_evqa_kb",
     "write_evqa_csv",
 ]
 
 logger = logging.getLogger("region_rerank.eval.datasets")
 
-#: Column order of the E-VQA CSV (the first six are required by :func:`load_evqa`).
+#: The E-VQA CSV fields, in the order of the official README.
 EVQA_COLUMNS: tuple[str, ...] = (
+    "question",
+    "answer",
+    "dataset_image_ids",
+    "dataset_name",
+    "dataset_category_id",
+    "question_type",
+    "wikipedia_url",
+    "wikipedia_title",
+    "evidence",
+    "evidence_section_id",
+    "evidence_section_title",
+    "encyclopedic_vqa_split",
+    "question_original",
+    "wikipedia_url_used_in_train",
+)
+_REQUIRED = (
     "question",
     "answer",
     "dataset_image_ids",
     "dataset_name",
     "question_type",
     "wikipedia_url",
-    "wikipedia_title",
-    "evidence",
-    "evidence_section_id",
-    "encyclopedic_vqa_split",
 )
-_REQUIRED = EVQA_COLUMNS[:6]
 _CORE = {"id", "question", "answer", "question_type", "wikipedia_url"}
 
 #: A file path.
 PathLike = str | os.PathLike[str]
 #: ``str.format`` pattern under the image folder, or ``(image_id, dataset_name) -> image``.
 ImagePattern = str | Callable[[str, str], ImageLike]
-#: ``"urls"``, ``"none"`` or ``(kb_key, raw_entry) -> images``.
-KBImages = Literal["urls", "none"] | Callable[[str, Mapping[str, Any]], Sequence[ImageLike]]
 
 
-def evqa_entry_text(title: str, section_texts: Sequence[str], max_chars: int = 500) -> str:
-    """Title + first sections joined by newlines, cut at ``max_chars`` on a word boundary."""
-    parts = [p.strip() for p in (title, *section_texts) if p and p.strip()]
-    text = "\n".join(parts)
-    if len(text) <= max_chars:
-        return text
-    cut = text[:max_chars]
-    space = max(cut.rfind(" "), cut.rfind("\n"))
-    if space >= int(max_chars * 0.8):
-        cut = cut[:space]
-    return cut.rstrip()
+@dataclass
+class RowCounts:
+    """What a loader did with the rows (filled while iterating).
 
-
-def _kb_entry(key: str, value: Any, max_chars: int, kb_images: KBImages) -> KBEntry:
-    obj = require_object(value)
-    title = req_str(obj, "title")
-    sections = get_str_list(obj, "section_texts", required=False)
-    if kb_images == "urls":
-        images: Sequence[ImageLike] = get_str_list(obj, "image_urls", required=False)
-    elif kb_images == "none":
-        images = ()
-    else:
-        images = kb_images(key, obj)
-    meta = {"title": title, "url": obj.get("url", key)}
-    return KBEntry(key, evqa_entry_text(title, sections, max_chars), tuple(images), meta)
-
-
-def read_kb(
-    path: Path, max_chars: int, kb_images: KBImages, issues: RowIssues
-) -> dict[str, KBEntry]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise DatasetFormatError(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise DatasetFormatError(path, None, f"not valid UTF-8 ({exc.reason})") from None
-    if not isinstance(data, dict):
-        raise DatasetFormatError(path, None, "the KB must be one JSON object url -> entry")
-    kb: dict[str, KBEntry] = {}
-    for key, value in data.items():
-        try:
-            kb[key] = _kb_entry(key, value, max_chars, kb_images)
-        except RowProblem as exc:
-            issues.report(DatasetFormatError(path, None, f"KB entry {key!r}: {exc}"))
-    return kb
-
-
-def load_evqa_kb(
-    path: PathLike,
-    *,
-    text_max_chars: int = 500,
-    kb_images: KBImages = "urls",
-    lenient: bool = False,
-) -> dict[str, KBEntry]:
-    """Load a KB in the E-VQA schema.
-
-    Args:
-        path: The KB JSON file (url -> entry).
-        text_max_chars: Cut of the entry text (title + first sections).
-        kb_images: ``"urls"`` keeps ``image_urls`` as given (loading them needs
-            ``ImageLoadOptions(allow_urls=True)``), ``"none"`` keeps no image, or a callable
-            ``(key, entry) -> images`` that maps entries to local files.
-        lenient: Skip and count malformed entries instead of raising.
-
-    Raises:
-        DatasetFormatError: Invalid JSON (with its line) or a malformed entry (strict).
+    Attributes:
+        rows: Data rows read.
+        kept: Queries produced.
+        dropped: Rows left out on purpose, by reason.
+        images_found: Kept queries whose image file exists (local paths only).
+        images_missing: Kept queries whose image file does not exist.
+        missing_examples: A few missing image paths.
     """
-    issues = RowIssues(lenient)
-    kb = read_kb(Path(path), text_max_chars, kb_images, issues)
-    issues.log_summary(str(path))
-    return kb
+
+    rows: int = 0
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    images_found: int = 0
+    images_missing: int = 0
+    missing_examples: list[str] = field(default_factory=list)
+
+    def image(self, image: ImageLike) -> bool:
+        """Count ``image``; return whether it is an existing file (non-paths count as found)."""
+        exists = not isinstance(image, Path) or image.is_file()
+        if exists:
+            self.images_found += 1
+        else:
+            self.images_missing += 1
+            if len(self.missing_examples) < 5:
+                self.missing_examples.append(str(image))
+        return exists
 
 
-def _image_for(pattern: ImagePattern, image_dir: Path, image_id: str, dataset_name: str) -> Any:
-    if callable(pattern):
-        return pattern(image_id, dataset_name)
-    return image_dir / pattern.format(image_id=image_id, dataset_name=dataset_name)
+def _split(value: str, sep: str) -> list[str]:
+    return [v.strip() for v in value.split(sep) if v.strip()]
 
 
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split("|") if v.strip()]
+class _RowReader:
+    """Turns one CSV row into an :class:`EvalQuery` (raises :class:`RowProblem`)."""
 
+    def __init__(
+        self,
+        image_dir: Path,
+        id_map: Mapping[str, str] | None,
+        pattern: ImagePattern | None,
+        check_images: bool,
+        counts: RowCounts,
+    ) -> None:
+        self.image_dir = image_dir
+        self.layout = EVQAImageLayout(image_dir, id_map)
+        self.pattern = pattern
+        self.check_images = check_images
+        self.counts = counts
 
-def _evqa_query(
-    row: dict[str, Any], index: int, image_dir: Path, pattern: ImagePattern, id_prefix: str
-) -> EvalQuery:
-    if None in row or any(v is None for v in row.values()):
-        raise RowProblem("row has a different number of fields than the header")
-    question = req_str(row, "question").strip()
-    if not question:
-        raise RowProblem("empty 'question'")
-    image_ids = _split(req_str(row, "dataset_image_ids"))
-    if not image_ids:
-        raise RowProblem("empty 'dataset_image_ids'")
-    positives = _split(req_str(row, "wikipedia_url"))
-    if not positives:
-        raise RowProblem("empty 'wikipedia_url' (the positive KB key)")
-    dataset_name = req_str(row, "dataset_name")
-    meta = {k: v for k, v in row.items() if k not in _CORE}
-    meta["answers"] = _split(req_str(row, "answer"))
-    meta["image_id"] = image_ids[0]
-    return EvalQuery(
-        id=(row.get("id") or "").strip() or f"{id_prefix}{index}",
-        image=_image_for(pattern, image_dir, image_ids[0], dataset_name),
-        question=question,
-        positives=frozenset(positives),
-        question_type=(row.get("question_type") or "").strip() or None,
-        metadata=meta,
-    )
+    def _image(self, image_id: str, dataset_name: str) -> ImageLike:
+        if self.pattern is None:
+            image: ImageLike = self.layout.resolve(image_id, dataset_name)
+        elif callable(self.pattern):
+            image = self.pattern(image_id, dataset_name)
+        else:
+            image = self.image_dir / self.pattern.format(
+                image_id=image_id, dataset_name=dataset_name
+            )
+        if not self.counts.image(image) and self.check_images:
+            hint = self.layout.missing_hint(image_id, dataset_name) if self.pattern is None else ""
+            raise RowProblem(f"image file not found: {image}{hint}")
+        return image
+
+    def query(self, row: dict[str, Any], qid: str, qtype: str) -> EvalQuery:
+        if None in row or any(v is None for v in row.values()):
+            raise RowProblem("row has a different number of fields than the header")
+        question = req_str(row, "question").strip()
+        if not question:
+            raise RowProblem("empty 'question'")
+        image_ids = _split(req_str(row, "dataset_image_ids"), "|")
+        if not image_ids:
+            raise RowProblem("empty 'dataset_image_ids'")
+        urls = _split(req_str(row, "wikipedia_url"), "|")
+        if not urls:
+            raise RowProblem("empty 'wikipedia_url' (the positive KB key)")
+        meta = {k: v for k, v in row.items() if k not in _CORE}
+        if len(urls) > 1:
+            if qtype != "2_hop":
+                raise RowProblem(
+                    f"'wikipedia_url' holds {len(urls)} '|'-separated URLs on a {qtype!r} row; "
+                    "only 2_hop rows carry a URL chain"
+                )
+            meta["hop_urls"] = urls
+        answers = _split(req_str(row, "answer"), "|")
+        meta["answers"] = answers
+        if qtype == "multi_answer":
+            meta["answer_parts"] = [_split(a, "&&") for a in answers]
+        meta["image_id"], meta["image_ids"] = image_ids[0], image_ids
+        dataset_name = req_str(row, "dataset_name").strip()
+        return EvalQuery(
+            id=qid,
+            image=self._image(image_ids[0], dataset_name),
+            question=question,
+            positives=frozenset(urls[:1]),
+            question_type=qtype or None,
+            metadata=meta,
+        )
 
 
 def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -211,55 +211,114 @@ def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise DatasetFormatError(path, None, f"not valid UTF-8 ({exc.reason})") from None
 
 
-def build_from_rows(
+def _query_id(row: dict[str, Any], index: int, id_prefix: str) -> str:
+    own = (row.get("id") or "").strip()
+    if own:
+        return own
+    if (row.get("dataset_name") or "").strip() == "infoseek" and (row.get("data_id") or "").strip():
+        return str(row["data_id"]).strip()
+    return f"{id_prefix}{index}"
+
+
+def iter_evqa_queries(
+    csv_path: PathLike,
+    image_dir: PathLike,
+    *,
+    id_map: PathLike | Mapping[str, str] | None = None,
+    image_pattern: ImagePattern | None = None,
+    drop_question_types: Sequence[str] = ("2_hop",),
+    id_prefix: str = "E-VQA_",
+    check_images: bool = False,
+    issues: RowIssues | None = None,
+    counts: RowCounts | None = None,
+) -> Iterator[EvalQuery]:
+    """Yield the queries of an E-VQA CSV one row at a time (arguments as :func:`load_evqa`).
+
+    Args:
+        issues: Collector of malformed rows (default: strict).
+        counts: Filled with what happened to the rows (kept, dropped, images found).
+
+    Raises:
+        DatasetFormatError: Missing columns, a repeated query id, or a malformed row in
+            strict mode (file + line + reason).
+    """
+    source = Path(csv_path)
+    collector = issues if issues is not None else RowIssues(False)
+    stats = counts if counts is not None else RowCounts()
+    mapping = load_id_map(id_map) if isinstance(id_map, (str, os.PathLike)) else id_map
+    reader = _RowReader(Path(image_dir), mapping, image_pattern, check_images, stats)
+    drop = set(drop_question_types)
+    lines: dict[str, int] = {}
+    index = 0
+    for line_no, row in _iter_csv(source):
+        stats.rows += 1
+        qtype = (row.get("question_type") or "").strip()
+        if qtype in drop:
+            stats.dropped[qtype] += 1
+            continue
+        qid = _query_id(row, index, id_prefix)
+        index += 1
+        try:
+            if qid in lines:
+                raise RowProblem(f"duplicate query id {qid!r} (first on line {lines[qid]})")
+            query = reader.query(row, qid, qtype)
+        except RowProblem as exc:
+            collector.report(DatasetFormatError(source, line_no, str(exc)))
+            continue
+        lines[qid] = line_no
+        stats.kept += 1
+        yield query
+
+
+def load_evqa_kb(
+    path: PathLike,
+    *,
+    text: KBTextConfig = REFERENCE_TEXT,
+    kb_images: KBImages = "urls",
+    lenient: bool = False,
+    progress: bool = False,
+) -> dict[str, KBEntry]:
+    """Load a KB in the E-VQA schema (streamed; see :mod:`region_rerank.eval.kb_readers`).
+
+    Args:
+        path: The KB JSON (url -> entry), plain or ``.gz``.
+        text: How entry text is assembled (default: the reference assembly).
+        kb_images: ``"urls"`` keeps ``image_urls`` (loading them needs
+            ``ImageLoadOptions(allow_urls=True)``), ``"none"`` keeps none, or a callable
+            ``(key, entry) -> images`` that maps entries to local files.
+        lenient: Skip and count malformed entries instead of raising.
+        progress: Show a progress bar over the bytes read.
+
+    Raises:
+        DatasetFormatError: Invalid JSON (with its line) or a malformed entry (strict).
+    """
+    return load_kb(
+        path, kb_format="evqa", text=text, kb_images=kb_images, lenient=lenient, progress=progress
+    )
+
+
+def assemble_dataset(
     name: str,
-    source: Path,
-    rows: Iterable[tuple[int, dict[str, Any]]],
+    queries: Iterable[EvalQuery],
     kb: Mapping[str, KBEntry],
     *,
-    image_dir: Path,
-    image_pattern: ImagePattern,
-    drop_question_types: Sequence[str],
-    id_prefix: str,
-    check_images: bool,
+    dropped: Mapping[str, int],
     pools_path: PathLike | None,
     issues: RowIssues,
+    source: str,
 ) -> EvalDataset:
-    queries: list[EvalQuery] = []
-    lines: dict[str, int] = {}
-    dropped: Counter[str] = Counter()
-    for index, (line_no, row) in enumerate(rows):
-        qtype = (row.get("question_type") or "").strip()
-        if qtype in drop_question_types:
-            dropped[qtype] += 1
-            continue
-        try:
-            query = _evqa_query(row, index, image_dir, image_pattern, id_prefix)
-            if query.id in lines:
-                raise RowProblem(
-                    f"duplicate query id {query.id!r} (first on line {lines[query.id]})"
-                )
-            if check_images and isinstance(query.image, Path) and not query.image.is_file():
-                raise RowProblem(f"image file not found: {query.image}")
-        except RowProblem as exc:
-            issues.report(DatasetFormatError(source, line_no, str(exc)))
-            continue
-        queries.append(query)
-        lines[query.id] = line_no
-    if dropped:
-        logger.info("%s: dropped %s", source, dict(dropped))
+    """Collect queries, read the optional pools file and build the dataset."""
+    queries = tuple(queries)
     pools: dict[str, Pool] = {}
     if pools_path is not None:
-        pools = load_pools_jsonl(pools_path, kb, frozenset(lines), issues=issues)
-    issues.log_summary(str(source))
-    warn_unknown_positives(tuple(queries), kb)
+        ids = frozenset(q.id for q in queries)
+        pools = load_pools_jsonl(pools_path, kb, ids, issues=issues)
+    if dropped:
+        logger.info("%s: dropped %s", source, dict(dropped))
+    issues.log_summary(source)
+    warn_unknown_positives(queries, kb)
     return EvalDataset(
-        name=name,
-        queries=tuple(queries),
-        kb=kb,
-        pools=pools,
-        skipped=issues.skipped,
-        dropped=dict(dropped),
+        name=name, queries=queries, kb=kb, pools=pools, skipped=issues.skipped, dropped=dropped
     )
 
 
@@ -268,50 +327,75 @@ def load_evqa(
     kb_path: PathLike,
     image_dir: PathLike,
     *,
-    image_pattern: ImagePattern = "{image_id}.jpg",
+    id_map: PathLike | Mapping[str, str] | None = None,
+    image_pattern: ImagePattern | None = None,
     drop_question_types: Sequence[str] = ("2_hop",),
-    text_max_chars: int = 500,
+    text: KBTextConfig = REFERENCE_TEXT,
     kb_images: KBImages = "urls",
+    kb_format: KBFormat = "evqa",
     pools_path: PathLike | None = None,
-    id_prefix: str = "evqa-",
+    id_prefix: str = "E-VQA_",
     check_images: bool = False,
     lenient: bool = False,
     name: str = "evqa",
+    progress: bool = False,
 ) -> EvalDataset:
-    """Load Encyclopedic-VQA (see the module docstring for the layout).
+    """Load Encyclopedic-VQA as released (see the module docstring for the layout).
 
     Args:
         csv_path: The question CSV (e.g. ``test.csv``).
-        kb_path: The KB JSON in the E-VQA schema.
-        image_dir: Folder of the query images.
-        image_pattern: ``str.format`` pattern under ``image_dir`` with ``{image_id}`` and
-            ``{dataset_name}``, or a callable ``(image_id, dataset_name) -> image``.
-        drop_question_types: Question types left out (counted in ``dataset.dropped``).
-        text_max_chars: Cut of the KB entry text.
+        kb_path: The KB (``encyclopedic_kb_wiki.json``, plain or ``.gz``).
+        image_dir: Folder of the query images (GLDv2 ``landmarks/``, iNaturalist
+            ``inaturalist/``; see :class:`~region_rerank.eval.image_layouts.EVQAImageLayout`).
+        id_map: iNaturalist id -> file name (a file for
+            :func:`~region_rerank.eval.image_layouts.load_id_map` or a mapping).
+        image_pattern: Instead of the released layouts, a ``str.format`` pattern under
+            ``image_dir`` with ``{image_id}`` and ``{dataset_name}``, or a callable
+            ``(image_id, dataset_name) -> image``.
+        drop_question_types: Question types left out (counted in ``dataset.dropped``;
+            ``2_hop`` needs two retrieval hops).
+        text: How KB entry text is assembled.
         kb_images: KB image policy, see :func:`load_evqa_kb`.
+        kb_format: ``"evqa"`` (default), ``"wiki6m"`` or ``"auto"``.
         pools_path: Optional ``pools.jsonl`` (generic layout) with retrieved pools.
-        id_prefix: Prefix of generated query ids when the CSV has no ``id`` column.
+        id_prefix: Prefix of the generated query ids.
         check_images: Treat a missing query image file as a malformed row.
         lenient: Skip and count malformed rows and KB entries instead of raising.
         name: Dataset name.
+        progress: Progress bar while the KB is read.
 
     Raises:
         DatasetFormatError: Missing columns, or a malformed row / entry in strict mode.
     """
     issues = RowIssues(lenient)
-    kb = read_kb(Path(kb_path), text_max_chars, kb_images, issues)
-    return build_from_rows(
-        name,
-        Path(csv_path),
-        _iter_csv(Path(csv_path)),
-        kb,
-        image_dir=Path(image_dir),
+    kb = load_kb(
+        kb_path,
+        kb_format=kb_format,
+        text=text,
+        kb_images=kb_images,
+        issues=issues,
+        progress=progress,
+    )
+    counts = RowCounts()
+    queries = iter_evqa_queries(
+        csv_path,
+        image_dir,
+        id_map=id_map,
         image_pattern=image_pattern,
-        drop_question_types=tuple(drop_question_types),
+        drop_question_types=drop_question_types,
         id_prefix=id_prefix,
         check_images=check_images,
+        issues=issues,
+        counts=counts,
+    )
+    return assemble_dataset(
+        name,
+        list(queries),
+        kb,
+        dropped=counts.dropped,
         pools_path=pools_path,
         issues=issues,
+        source=str(csv_path),
     )
 
 
