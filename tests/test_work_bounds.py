@@ -103,3 +103,22 @@ def test_the_reranker_with_a_detector_on_the_issue_reproducer(
     rr = CroppedReranker(croppers["owlv2"], "demo", config=RerankerConfig(on_error="raise"))
     res = rr.rerank(Query(Image.new("RGB", (1, 10_000)), "q"), [Candidate("a", "red")])
     assert res.ids == ["a"] and not res.fallback
+
+
+def test_large_downscales_pre_reduce_within_one_grey_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bounded resize work on strips: block-averaging first stays within 1/255 of the
+    direct antialiased resize on a smooth image."""
+    import torch
+    import torch.nn.functional as F
+
+    import region_rerank.images as images
+
+    coarse = torch.linspace(0, 255, 3 * 40 * 3).reshape(1, 3, 40, 3)
+    strip = F.interpolate(coarse, size=(4000, 60), mode="bilinear").squeeze(0).to(torch.uint8)
+    reduced = images.crop_resize(strip, [None], (32, 32), interpolation="bilinear")
+    monkeypatch.setattr(images, "REDUCING_GAP", 10**9)
+    direct = images.crop_resize(strip, [None], (32, 32), interpolation="bilinear")
+    assert reduced.shape == direct.shape == (1, 3, 32, 32)
+    assert float((reduced - direct).abs().max()) <= 1 / 255
