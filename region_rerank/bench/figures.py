@@ -12,6 +12,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from region_rerank.bench.aspect import aspect_figure
 from region_rerank.bench.cache_memory import measure_cache_memory
 from region_rerank.bench.timing import ForwardTimer, paired_medians
 from region_rerank.bench.workload import Workload, make_workload
@@ -301,5 +302,6 @@ FIGURE_FUNCTIONS: tuple[tuple[str, Callable[[Bench], dict[str, Any]]], ...] = (
     ("pool size", _k_figure),
     ("overhead", _overhead_figure),
     ("croppers", _cropper_figure),
+    ("aspect ratio", aspect_figure),
     ("cache memory", _memory_figure),
 )

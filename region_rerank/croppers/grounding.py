@@ -93,6 +93,13 @@ class GroundingCropperConfig:
         min_crop_size: Then it grows around its centre to at least this many pixels per
             side, capped by the image (:func:`region_rerank.boxes.ensure_min_size`).
         batch_size: Images per detector forward pass.
+        max_side: Work bound: an image whose longer side exceeds this is downscaled
+            (aspect kept) before the detector sees it; boxes are mapped back to the original
+            pixels. The processors resize to at most 1333 px anyway (OWLv2 after padding to
+            a square of the longer side, which is what made a 1 x 10000 image cost GBs).
+        max_aspect: Images more elongated than this (longer / shorter side) are not sent
+            to the detector: the decision is FULL with the reason given. Detectors resize
+            such images to a sliver in which nothing can be found.
         device: ``"auto"`` (cuda, mps, cpu) or a torch device; only for models this cropper
             loads (an injected ``model_obj`` stays where it is).
         dtype: ``"auto"`` (float16 on GPU, float32 on CPU), ``"float32"``, ``"float16"`` or
@@ -111,6 +118,8 @@ class GroundingCropperConfig:
     padding: float = 0.1
     min_crop_size: int = 32
     batch_size: int = 8
+    max_side: int = 1333
+    max_aspect: float = 20.0
     device: Any = "auto"
     dtype: str = "auto"
     allow_pickle: bool = False
@@ -139,6 +148,8 @@ class GroundingCropperConfig:
         check_range("padding", self.padding, 0.0, 2.0)
         check_int("min_crop_size", self.min_crop_size, 1)
         check_int("batch_size", self.batch_size, 1)
+        check_int("max_side", self.max_side, 32)
+        check_range("max_aspect", self.max_aspect, 1.0)
         check_choice("dtype", self.dtype, DTYPE_NAMES)
 
     def threshold_for(self, family: str) -> float:
@@ -275,8 +286,26 @@ class GroundingCropper(BaseCropper):
             return phrases_from_question(question, limit)
         return phrases
 
-    def _detect(self, images: list[Any], phrase_lists: list[list[str]]) -> list[list[_Detection]]:
-        """Run the detector on ``images``; detections above the threshold, in pixels."""
+    def _bounded(self, image: Any) -> Any:
+        """``image`` downscaled (aspect kept) so that its longer side is at most
+        ``config.max_side``; the same object when it already is."""
+        from PIL import Image
+
+        w, h = image.size
+        scale = self.config.max_side / max(w, h)
+        if scale >= 1.0:
+            return image
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        return image.resize(size, Image.Resampling.BILINEAR)
+
+    def _detect(
+        self,
+        images: list[Any],
+        phrase_lists: list[list[str]],
+        sizes: list[tuple[int, int]] | None = None,
+    ) -> list[list[_Detection]]:
+        """Run the detector on ``images``; detections above the threshold, in pixels of
+        ``sizes`` (the original image sizes; default: the images' own)."""
         import torch
 
         family = self._family
@@ -308,9 +337,10 @@ class GroundingCropper(BaseCropper):
             results = self._processor.image_processor.post_process_object_detection(
                 outputs, threshold=threshold, target_sizes=None
             )
+        sizes = sizes or [image.size for image in images]
         return [
-            self._to_pixels(image.size, phrases, result)
-            for image, phrases, result in zip(images, phrase_lists, results)
+            self._to_pixels(size, phrases, result)
+            for size, phrases, result in zip(sizes, phrase_lists, results)
         ]
 
     def _to_pixels(
@@ -412,12 +442,30 @@ class GroundingCropper(BaseCropper):
             images = [load_image(q.image, self.image_options) for q in chunk]
             phrase_lists = [self.phrases_for(q.question) for q in chunk]
             all_dets: list[list[_Detection]] = [[] for _ in chunk]
-            for group in self._groups(images):
-                found = self._detect([images[i] for i in group], [phrase_lists[i] for i in group])
-                for i, dets in zip(group, found):
+            limit = self.config.max_aspect
+            usable = [i for i, im in enumerate(images) if max(im.size) / min(im.size) <= limit]
+            inputs = {i: self._bounded(images[i]) for i in usable}
+            for group in self._groups([inputs[i] for i in usable]) if usable else []:
+                idx = [usable[g] for g in group]
+                found = self._detect(
+                    [inputs[i] for i in idx],
+                    [phrase_lists[i] for i in idx],
+                    [images[i].size for i in idx],
+                )
+                for i, dets in zip(idx, found):
                     all_dets[i] = dets
-            for image, phrases, dets in zip(images, phrase_lists, all_dets):
-                decisions.append(self._decide_one(image.size, phrases, dets))
+            for i, (image, phrases, dets) in enumerate(zip(images, phrase_lists, all_dets)):
+                if i in inputs:
+                    decisions.append(self._decide_one(image.size, phrases, dets))
+                else:
+                    w, h = image.size
+                    reason = (
+                        f"the {w}x{h} image is more elongated than max_aspect={limit}; "
+                        "the detector is not run"
+                    )
+                    decisions.append(
+                        CropDecision.full(image_size=image.size, source=self.name, reason=reason)
+                    )
             logger.debug(
                 "GroundingCropper: %d image(s) in %.3f s", len(chunk), time.perf_counter() - t0
             )
