@@ -205,3 +205,23 @@ def test_completion_text_restores_parsed_tool_calls() -> None:
         {"role": "assistant", "content": [{"type": "text", "text": "NO_CROP"}, {"text": "_NEEDED"}]}
     ]
     assert completion_text(parts) == "NO_CROP_NEEDED"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_score_gives_a_finite_reward(bad: float) -> None:
+    """Issue 13 item 10: a NaN score used to give a NaN reward."""
+    from region_rerank.train.rewards import RewardConfig, ranking_stats, region_reward
+
+    pos = [False, True, False]
+    reward = region_reward([0.1, 0.3, 0.2], [0.5, bad, 0.1], pos, RewardConfig())
+    assert math.isfinite(reward)
+    # The unscorable positive ranks last, like the re-ranker ranks it.
+    assert ranking_stats([0.5, bad, 0.1], pos).rank_first_positive == 3
+    assert math.isfinite(region_reward([bad] * 3, [bad] * 3, pos, RewardConfig()))
+
+
+def test_qwen3_vl_moe_has_a_coordinate_frame() -> None:
+    from region_rerank.boxes import CoordFrame
+    from region_rerank.croppers.vlm_prompt import resolve_frame
+
+    assert resolve_frame("auto", "qwen3_vl_moe") is CoordFrame.NORM_1000

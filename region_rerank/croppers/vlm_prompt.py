@@ -22,6 +22,7 @@ FAMILY_FRAMES: dict[str, CoordFrame] = {
     "qwen2_5_vl": CoordFrame.QWEN25_RESIZED,
     "qwen2_vl": CoordFrame.NORM_1000,
     "qwen3_vl": CoordFrame.NORM_1000,
+    "qwen3_vl_moe": CoordFrame.NORM_1000,  # the MoE variant shares Qwen3-VL's format
 }
 
 

@@ -8,6 +8,14 @@ one FULL member replaced by an answer sampled from the policy with the REGION op
 (``<tool_call>``) forced, i.e. a draw from the policy restricted to REGION. The replaced
 member is chosen uniformly at random. :func:`answer_kind` classifies answers with the same
 parser the cropper uses.
+
+**No importance correction, by design.** The injected answers are trained as if the policy
+had sampled them: their log-probabilities enter the GRPO loss with no ratio between the
+balanced and the sampling distribution. This is the reference method's choice (its goal is
+that every group contrasts the two decisions, so the advantage of cropping is always
+estimated); it biases the gradient towards the under-sampled decision, in the direction
+the balancing intends. A forced REGION answer is still a sample of the policy restricted to
+REGION, so only the FULL/REGION proportion is changed, not the boxes.
 """
 
 from __future__ import annotations

@@ -147,13 +147,18 @@ class RankingStats(NamedTuple):
 
 
 def _check(scores: Sequence[float], is_positive: Sequence[bool]) -> tuple[list[float], list[bool]]:
-    vals = [float(s) for s in scores]
+    """Scores as floats, a non-finite score (NaN, +-inf: a candidate that could not be
+    scored) replaced by one below every finite score of the pool (so it ranks last, as in
+    the re-ranker, and margins stay finite)."""
+    raw = [float(s) for s in scores]
     pos = [bool(p) for p in is_positive]
-    if len(vals) != len(pos):
-        raise ConfigError(f"{len(vals)} scores but {len(pos)} positive flags")
-    if not vals:
+    if len(raw) != len(pos):
+        raise ConfigError(f"{len(raw)} scores but {len(pos)} positive flags")
+    if not raw:
         raise ConfigError("the pool is empty")
-    return vals, pos
+    finite = [v for v in raw if math.isfinite(v)]
+    worst = (min(finite) - 1.0) if finite else 0.0
+    return [v if math.isfinite(v) else worst for v in raw], pos
 
 
 def ranking_stats(scores: Sequence[float], is_positive: Sequence[bool]) -> RankingStats:
@@ -167,9 +172,7 @@ def ranking_stats(scores: Sequence[float], is_positive: Sequence[bool]) -> Ranki
         ConfigError: Lengths differ or the pool is empty.
     """
     vals, pos = _check(scores, is_positive)
-    order = sorted(
-        range(len(vals)), key=lambda i: (0, -vals[i]) if math.isfinite(vals[i]) else (1, 0.0)
-    )
+    order = sorted(range(len(vals)), key=lambda i: -vals[i])
     n_pos = sum(pos)
     if n_pos == 0:
         return RankingStats(0.0, 0.0, None, 0.0)
