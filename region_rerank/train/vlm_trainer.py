@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from region_rerank.croppers.vlm_prompt import VLMPrompter
 from region_rerank.device import from_pretrained, resolve_device_dtype
+from region_rerank.errors import ModelLoadError, UnsafeWeightsError
 from region_rerank.train.vlm_config import VLMTrainingConfig
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["train_vlm_policy", "plot_training_log"]
+__all__ = ["load_policy", "train_vlm_policy", "plot_training_log"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,56 @@ def _training_rows(
     return build_vlm_dataset(examples, prompter)
 
 
+def load_policy(config: VLMTrainingConfig, *, dtype: Any = None) -> tuple[Any, Any, VLMPrompter]:
+    """The processor, model and prompter of a training run.
+
+    The processor gets the configured pixel budget (``prompt.min_pixels`` /
+    ``prompt.max_pixels``), so the image size stated in the prompt, the reward's coordinate
+    frame and what the model sees agree.
+
+    Raises:
+        ModelLoadError: The model or its processor cannot be loaded.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(
+            config.model, trust_remote_code=config.trust_remote_code
+        )
+        model = from_pretrained(
+            AutoModelForImageTextToText,
+            config.model,
+            dtype=dtype or torch.float32,
+            trust_remote_code=config.trust_remote_code,
+            allow_pickle=config.allow_pickle,
+        )
+    except UnsafeWeightsError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"train vlm cannot load {config.model!r}: {exc}") from exc
+    p = config.prompt
+    prompter = VLMPrompter.from_processor(
+        processor,
+        getattr(model.config, "model_type", None),
+        coord_frame=p.coord_frame,
+        min_pixels=p.min_pixels,
+        max_pixels=p.max_pixels,
+        template=p.template,
+        max_question_chars=p.max_question_chars,
+    )
+    if p.min_pixels or p.max_pixels:
+        image_processor = processor.image_processor
+        image_processor.size = {
+            "shortest_edge": prompter.min_pixels,
+            "longest_edge": prompter.max_pixels,
+        }
+        for name in ("min_pixels", "max_pixels"):
+            if hasattr(image_processor, name):
+                setattr(image_processor, name, getattr(prompter, name))
+    return processor, model, prompter
+
+
 def train_vlm_policy(config: VLMTrainingConfig, *, progress: bool = True) -> dict[str, Any]:
     """Train the LoRA crop policy described by ``config``; return the summary (also
     written to ``{output_dir}/summary.json``).
@@ -181,7 +232,7 @@ def train_vlm_policy(config: VLMTrainingConfig, *, progress: bool = True) -> dic
     require("trl", feature="VLM policy training")
     peft = require("peft", feature="VLM policy training")
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
+    from transformers import set_seed
 
     from region_rerank.factory import build_scorer
     from region_rerank.train.rewards import make_trl_reward
@@ -197,28 +248,8 @@ def train_vlm_policy(config: VLMTrainingConfig, *, progress: bool = True) -> dic
     device = _process_device(config.device)
     on_cpu = device == "cpu"
     bf16_ok = not on_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    processor = AutoProcessor.from_pretrained(
-        config.model, trust_remote_code=config.trust_remote_code
-    )
-    model = from_pretrained(
-        AutoModelForImageTextToText,
-        config.model,
-        dtype=torch.bfloat16
-        if bf16_ok and config.grpo.precision in ("auto", "bf16")
-        else torch.float32,
-        trust_remote_code=config.trust_remote_code,
-        allow_pickle=config.allow_pickle,
-    )
-    p = config.prompt
-    prompter = VLMPrompter.from_processor(
-        processor,
-        getattr(model.config, "model_type", None),
-        coord_frame=p.coord_frame,
-        min_pixels=p.min_pixels,
-        max_pixels=p.max_pixels,
-        template=p.template,
-        max_question_chars=p.max_question_chars,
-    )
+    dtype = torch.bfloat16 if bf16_ok and config.grpo.precision in ("auto", "bf16") else None
+    processor, model, prompter = load_policy(config, dtype=dtype or torch.float32)
     scorer = build_scorer(config.scorer, device=device)
     train_set = _training_rows(config, prompter, scorer, progress)
     logger.info("train vlm: %d training queries, frame %s", len(train_set), prompter.frame.value)
