@@ -248,7 +248,9 @@ def train_vlm_policy(config: VLMTrainingConfig, *, progress: bool = True) -> dic
     device = _process_device(config.device)
     on_cpu = device == "cpu"
     bf16_ok = not on_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    dtype = torch.bfloat16 if bf16_ok and config.grpo.precision in ("auto", "bf16") else None
+    # bf16 weights: by default on GPUs that support it; on request anywhere (also the CPU).
+    precision = config.grpo.precision
+    dtype = torch.bfloat16 if (bf16_ok and precision == "auto") or precision == "bf16" else None
     processor, model, prompter = load_policy(config, dtype=dtype or torch.float32)
     scorer = build_scorer(config.scorer, device=device)
     train_set = _training_rows(config, prompter, scorer, progress)
@@ -287,6 +289,7 @@ def train_vlm_policy(config: VLMTrainingConfig, *, progress: bool = True) -> dic
         "model": config.model,
         "family": getattr(model.config, "model_type", None),
         "frame": prompter.frame.value,
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "train_queries": len(train_set),
         "steps": trainer.state.global_step,
         "trainable_parameters": sum(t.numel() for t in before.values()),
