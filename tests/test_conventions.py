@@ -59,11 +59,15 @@ def _runtime_imports(path: Path, mods: dict[str, Path]) -> set[str]:
             continue
         if isinstance(node, ast.Import):
             out.update(resolve(a.name) for a in node.names if a.name.startswith("region_rerank"))
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.startswith("region_rerank"):
-                for a in node.names:
-                    full = f"{node.module}.{a.name}"
-                    out.add(full if full in mods else resolve(node.module))
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").startswith("region_rerank")
+        ):
+            module = str(node.module)
+            for a in node.names:
+                full = f"{module}.{a.name}"
+                out.add(full if full in mods else resolve(module))
     out.discard(None)
     return {m for m in out if m is not None}
 

@@ -4,10 +4,10 @@ its sentence-transformers pipeline; install hints name the right distribution an
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
 from region_rerank._optional import EXTRAS, MODULE_EXTRA, distribution, install_hint, require
