@@ -191,7 +191,7 @@ class CroppedReranker:
         if self._cropper is None:
             with self._build_lock:
                 if self._cropper is None:
-                    from region_rerank.croppers.specs import build_cropper, needs_scorer
+                    from region_rerank.factory import build_cropper, needs_scorer
 
                     spec = str(self._cropper_spec)
                     scorer = self.scorer if needs_scorer(spec) else None
@@ -204,7 +204,7 @@ class CroppedReranker:
         if self._scorer is None:
             with self._build_lock:
                 if self._scorer is None:
-                    from region_rerank.scorers.specs import build_scorer
+                    from region_rerank.factory import build_scorer
 
                     self._scorer = build_scorer(str(self._scorer_spec), self._device, self._dtype)
         return self._scorer
