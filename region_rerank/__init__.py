@@ -5,6 +5,26 @@ sentence-transformers) load only when the object that needs them is first used.
 
 Example:
     >>> from region_rerank import CroppedReranker, Query, Candidate  # doctest: +SKIP
+
+Modules:
+
+* Decisions and scoring: :mod:`~region_rerank.reranker` (``CroppedReranker``),
+  :mod:`~region_rerank.views` (scoring the query views), :mod:`~region_rerank.fusion`
+  (score fusion and ranking), :mod:`~region_rerank.cache` (the candidate-embedding cache),
+  :mod:`~region_rerank.salvage` (per-candidate fallback), :mod:`~region_rerank.oom`
+  (batch halving on out-of-memory), :mod:`~region_rerank.budget` (time and length limits).
+* Components: :mod:`~region_rerank.croppers`, :mod:`~region_rerank.scorers`,
+  :mod:`~region_rerank.proposals` (the proposal grid), the spec registry
+  (:mod:`~region_rerank.spec_registry`, :mod:`~region_rerank.specs`) and
+  :mod:`~region_rerank.factory` (building components from spec strings).
+* Data and inputs: :mod:`~region_rerank.types`, :mod:`~region_rerank.images`,
+  :mod:`~region_rerank.boxes`, :mod:`~region_rerank.errors`, :mod:`~region_rerank.device`,
+  :mod:`~region_rerank.checksums`, :mod:`~region_rerank.progress`,
+  :mod:`~region_rerank.testing` (fakes for tests).
+* Around the core: :mod:`~region_rerank.eval` (benchmarks and metrics),
+  :mod:`~region_rerank.train` (r-GRPO), :mod:`~region_rerank.demo` (the offline demo world),
+  :mod:`~region_rerank.bench` (speed benchmark), :mod:`~region_rerank.cli` and
+  :mod:`~region_rerank.convert_cli` (the ``region-rerank`` command).
 """
 
 from __future__ import annotations
@@ -36,6 +56,8 @@ _EXPORTS: dict[str, str] = {
     "CropperTimeoutError": "region_rerank.errors",
     "ScorerError": "region_rerank.errors",
     "UnsafeWeightsError": "region_rerank.errors",
+    "ModelLoadError": "region_rerank.errors",
+    "InputTypeError": "region_rerank.errors",
     "DatasetFormatError": "region_rerank.errors",
     # images and boxes
     "ImageLoadOptions": "region_rerank.images",
@@ -52,6 +74,10 @@ _EXPORTS: dict[str, str] = {
     "phrases_from_question": "region_rerank.croppers.question_phrases",
     "TextMatchCropper": "region_rerank.croppers.text_match",
     "TextMatchCropperConfig": "region_rerank.croppers.text_match",
+    "CenterCropper": "region_rerank.croppers.baselines",
+    "RandomCropper": "region_rerank.croppers.baselines",
+    "ProposalPolicyCropper": "region_rerank.croppers.proposal",
+    "ProposalPolicyConfig": "region_rerank.croppers.proposal",
     # scorers
     "Scorer": "region_rerank.scorers.base",
     "PairScorer": "region_rerank.scorers.base",
@@ -59,6 +85,11 @@ _EXPORTS: dict[str, str] = {
     "ClipScorer": "region_rerank.scorers.clip",
     "SentenceTransformerScorer": "region_rerank.scorers.sentence_transformers",
     "CrossEncoderScorer": "region_rerank.scorers.cross_encoder",
+    "DemoScorer": "region_rerank.demo.scorer",
+    # building from specs, caching
+    "build_cropper": "region_rerank.factory",
+    "build_scorer": "region_rerank.factory",
+    "EmbeddingCache": "region_rerank.cache",
     # reranker
     "CroppedReranker": "region_rerank.reranker",
     "RerankerConfig": "region_rerank.reranker",
@@ -68,12 +99,16 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
     from region_rerank.boxes import CoordFrame
+    from region_rerank.cache import EmbeddingCache
     from region_rerank.croppers.base import BaseCropper, QueryCropper
+    from region_rerank.croppers.baselines import CenterCropper, RandomCropper
     from region_rerank.croppers.full import FullImageCropper
     from region_rerank.croppers.grounding import GroundingCropper, GroundingCropperConfig
+    from region_rerank.croppers.proposal import ProposalPolicyConfig, ProposalPolicyCropper
     from region_rerank.croppers.question_phrases import phrases_from_question
     from region_rerank.croppers.text_match import TextMatchCropper, TextMatchCropperConfig
     from region_rerank.croppers.vlm import VLMCropper, VLMCropperConfig
+    from region_rerank.demo.scorer import DemoScorer
     from region_rerank.errors import (
         CandidateError,
         ConfigError,
@@ -81,12 +116,15 @@ if TYPE_CHECKING:
         CropperTimeoutError,
         ImageLoadError,
         ImageTooLargeError,
+        InputTypeError,
         InvalidBoxError,
+        ModelLoadError,
         RegionRerankError,
         ScorerError,
         UnsafeWeightsError,
         URLFetchDisabledError,
     )
+    from region_rerank.factory import build_cropper, build_scorer
     from region_rerank.images import ImageLoadOptions, load_image
     from region_rerank.reranker import CroppedReranker, RerankerConfig
     from region_rerank.scorers.base import CandidateEmbeddingConfig, PairScorer, Scorer

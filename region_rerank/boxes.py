@@ -4,7 +4,7 @@ Every function here is total on numeric input: malformed coordinates (NaN, inf, 
 zero-area after clamping, wrong length) give ``None`` from :func:`sanitize_box` rather
 than an exception, so a policy's output can never crash the pipeline.
 
-Coordinate frames (see METHOD.md section 2):
+Coordinate frames (see docs/method.md section 3):
 
 * :attr:`CoordFrame.PIXELS` -- absolute pixels of the original image.
 * :attr:`CoordFrame.QWEN25_RESIZED` -- absolute pixels of Qwen2.5-VL's smart-resized input.

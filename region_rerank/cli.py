@@ -23,6 +23,7 @@ from typing import Any
 
 from region_rerank.convert_cli import add_convert_parsers
 from region_rerank.errors import RegionRerankError
+from region_rerank.specs import usage_line
 
 __all__ = ["main", "build_parser"]
 
@@ -41,13 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument(
         "--cropper",
         default="grounding",
-        help="full | grounding[:MODEL] | vlm[:MODEL] | text_match | proposal[:WEIGHTS] "
-        "(MODEL: hub id or local folder)",
+        help=f"{usage_line('cropper')} (MODEL: hub id or local folder)",
     )
     crop.add_argument(
         "--scorer",
         default="clip",
-        help="scorer for --cropper text_match or proposal: clip[:MODEL] | st:MODEL | demo",
+        help=f"scorer for croppers that need one: {usage_line('scorer', exclude=('cross',))}",
     )
     crop.add_argument(
         "--threshold",
@@ -147,7 +147,7 @@ def _add_data_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--scorer",
         default="clip",
-        help="clip[:MODEL] | st:MODEL | cross:MODEL (eval only) | fake (default: clip)",
+        help=f"{usage_line('scorer')} (cross: eval only; default: clip)",
     )
 
 
@@ -178,9 +178,9 @@ def _add_eval_parser(sub: Any) -> None:
         action="append",
         default=None,
         metavar="[NAME=]SPEC",
-        help="a method to compare (repeatable): full | grounding[:MODEL] | vlm[:MODEL] | "
-        "text_match | oracle (ground-truth box); NAME defaults to SPEC. The full-image "
-        "baseline is always included. Default: oracle",
+        help=f"a method to compare (repeatable): {usage_line('cropper')} | oracle "
+        "(ground-truth box); NAME defaults to SPEC. The full-image baseline is always "
+        "included. Default: oracle",
     )
     ev.add_argument("--out", required=True, help="report folder (records, metrics, plots)")
     ev.add_argument("--limit", type=int, default=None, help="evaluate the first N queries only")
@@ -211,15 +211,11 @@ def _draw(image_path: str, decision: object, out: str) -> None:
 
 
 def _crop(args: argparse.Namespace) -> int:
-    from region_rerank.factory import build_cropper, build_scorer
+    from region_rerank.factory import build_cropper, build_scorer, needs_scorer
     from region_rerank.images import load_image
     from region_rerank.types import Query
 
-    scorer = (
-        build_scorer(args.scorer, args.device)
-        if args.cropper.startswith(("text_match", "proposal"))
-        else None
-    )
+    scorer = build_scorer(args.scorer, args.device) if needs_scorer(args.cropper) else None
     cropper = build_cropper(args.cropper, args.device, scorer=scorer, threshold=args.threshold)
     image = load_image(args.image)
     decision = cropper.decide(Query(image=image, question=args.question, id=args.image))
@@ -286,7 +282,7 @@ def _pools(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from region_rerank.eval.metrics import format_markdown_table
     from region_rerank.eval.runner import ORACLE, load_eval_data, run_eval
-    from region_rerank.factory import build_cropper, build_scorer
+    from region_rerank.factory import build_cropper, build_scorer, needs_scorer
 
     specs = _method_specs(args.cropper)
     dataset = load_eval_data(args.data, args.split)
@@ -296,8 +292,8 @@ def _eval(args: argparse.Namespace) -> int:
         if spec == ORACLE:
             methods[name] = ORACLE
         else:
-            uses_scorer = spec.startswith(("text_match", "proposal"))
-            methods[name] = build_cropper(spec, args.device, scorer=scorer if uses_scorer else None)
+            uses = needs_scorer(spec)
+            methods[name] = build_cropper(spec, args.device, scorer=scorer if uses else None)
     results = run_eval(
         dataset,
         methods,

@@ -191,10 +191,10 @@ class CroppedReranker:
         if self._cropper is None:
             with self._build_lock:
                 if self._cropper is None:
-                    from region_rerank.factory import build_cropper
+                    from region_rerank.factory import build_cropper, needs_scorer
 
                     spec = str(self._cropper_spec)
-                    scorer = self.scorer if spec.startswith(("text_match", "proposal")) else None
+                    scorer = self.scorer if needs_scorer(spec) else None
                     self._cropper = build_cropper(spec, self._device, self._dtype, scorer=scorer)
         return self._cropper
 

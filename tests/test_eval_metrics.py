@@ -1,4 +1,4 @@
-"""Metrics of METHOD.md section 4 against hand-computed values (arithmetic in comments)."""
+"""Metrics of docs/method.md section 5 against hand-computed values (arithmetic in comments)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The r-GRPO reward against hand-computed cases (METHOD.md section 3)."""
+"""The r-GRPO reward against hand-computed cases (docs/method.md section 4)."""
 
 from __future__ import annotations
 

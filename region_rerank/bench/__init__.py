@@ -8,4 +8,6 @@
   in a fresh process.
 * :mod:`~region_rerank.bench.figures`: one function per figure.
 * :mod:`~region_rerank.bench.speed`: settings, the run, the table and the JSON report.
+
+* :mod:`~region_rerank.bench.aspect`: the worst-case aspect-ratio figure.
 """

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_range
 from region_rerank.boxes import clamp_box
+from region_rerank.checksums import sha256_of
 from region_rerank.croppers.base import BaseCropper
 from region_rerank.errors import ConfigError
 from region_rerank.images import ImageLoadOptions, load_image
@@ -240,8 +241,6 @@ def save_proposal_policy(
     ``.sha256`` file; return the checksum."""
     from safetensors.torch import save_file
 
-    from region_rerank.demo.tower import sha256_of
-
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -266,8 +265,6 @@ def load_proposal_policy(
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
-
-    from region_rerank.demo.tower import sha256_of
 
     p = Path(path) if path is not None else WEIGHTS_PATH
     if not p.is_file():
@@ -327,7 +324,7 @@ class ProposalPolicyCropper(BaseCropper):
         else:
             self.net, self.arch, self.meta = load_proposal_policy(weights, verify=verify)
         if scorer is None:
-            from region_rerank.factory import build_scorer
+            from region_rerank.scorers.specs import build_scorer
 
             scorer = build_scorer(self.arch.scorer, device=device)
         elif getattr(scorer, "name", None) != self.arch.scorer:

@@ -1,5 +1,5 @@
 """The Region-R1 crop policy: a Qwen-VL model (optionally with a LoRA adapter) that answers
-``NO_CROP_NEEDED`` or one ``image_zoom_in_tool`` call with a box (METHOD.md section 2).
+``NO_CROP_NEEDED`` or one ``image_zoom_in_tool`` call with a box (docs/method.md section 3).
 
 Example:
     >>> from region_rerank import Query, VLMCropper  # doctest: +SKIP

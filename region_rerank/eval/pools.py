@@ -24,7 +24,6 @@ import importlib.util
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,24 +33,15 @@ from region_rerank.cache import EmbeddingCache, pool_embeddings
 from region_rerank.errors import ConfigError
 from region_rerank.eval._schema import EvalDataset, KBEntry, Pool
 from region_rerank.images import ImageLoadOptions, load_image
+from region_rerank.progress import progress_bar
 from region_rerank.types import Candidate
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["build_pools", "write_pools_jsonl", "progress_bar"]
+__all__ = ["build_pools", "write_pools_jsonl"]
 
 logger = logging.getLogger(__name__)
-
-
-def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "q") -> Any:
-    """A tqdm bar on stderr, silent when ``enabled`` is false, ``TQDM_DISABLE`` is set to a
-    true value, or stderr is not a terminal."""
-    from tqdm.auto import tqdm
-
-    env = os.environ.get("TQDM_DISABLE", "").strip().lower()
-    off = not enabled or env not in ("", "0", "false", "no") or not sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, disable=off, unit=unit, dynamic_ncols=True)
 
 
 def _check_scorer(scorer: Any) -> None:

@@ -43,7 +43,7 @@ from region_rerank.errors import ConfigError
 from region_rerank.eval._rows import iter_jsonl
 from region_rerank.eval._schema import EvalDataset, EvalQuery
 from region_rerank.eval.metrics import EvalRecord, compute_metrics, first_positive_rank
-from region_rerank.eval.pools import progress_bar
+from region_rerank.progress import progress_bar
 from region_rerank.types import CropDecision, RerankResult
 
 __all__ = ["FULL", "ORACLE", "load_eval_data", "load_split_dataset", "run_eval"]

@@ -52,6 +52,10 @@ _TEXT_KEYS = ("input_ids", "attention_mask", "position_ids")
 _RESAMPLE = {0: "bilinear", 1: "bilinear", 2: "bilinear", 3: "bicubic", 4: "bilinear", 5: "bicubic"}
 
 
+#: The model of the ``clip`` spec and of ``ClipScorer()``.
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+
+
 def _size_get(size: Any, key: str) -> Any:
     """Read ``key`` from a size spec: a dict (transformers 4) or a ``SizeDict`` (5)."""
     if size is None:
@@ -117,7 +121,7 @@ class ClipScorer(BaseEmbeddingScorer):
 
     def __init__(
         self,
-        model: str | os.PathLike[str] = "openai/clip-vit-base-patch32",
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
         *,
         device: Any = "auto",
         dtype: Any = "auto",

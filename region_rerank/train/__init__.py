@@ -1,4 +1,4 @@
-"""Training the crop policies with r-GRPO (METHOD.md section 3).
+"""Training the crop policies with r-GRPO (docs/method.md section 4).
 
 * :mod:`region_rerank.train.rewards` -- the region-aware mixture reward (relative and
   absolute variants), the FULL reward, and TRL-compatible reward callables.
@@ -15,4 +15,7 @@
   :mod:`~region_rerank.train.vlm_data`).
 
 Nothing here is imported by ``import region_rerank``; torch loads inside the modules.
+
+Command lines: :mod:`~region_rerank.train.proposal_cli` and
+:mod:`~region_rerank.train.vlm_cli`.
 """

@@ -1,4 +1,4 @@
-"""Decision-balanced groups for a generative policy (METHOD.md section 3, paper version).
+"""Decision-balanced groups for a generative policy (docs/method.md section 4, paper version).
 
 After TRL samples a group of ``N`` answers for one query, :func:`plan_balance` says which
 members to replace so that the group holds at least one FULL and one REGION answer: a group

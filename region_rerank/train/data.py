@@ -1,6 +1,6 @@
 """Training sets built from the evaluation loaders and pools.
 
-Both builders keep only queries whose pool holds a positive (METHOD.md section 3) and
+Both builders keep only queries whose pool holds a positive (docs/method.md section 4) and
 embed each distinct candidate once with the frozen scorer (through an
 :class:`~region_rerank.cache.EmbeddingCache`), so a reward is a cheap matrix product.
 
@@ -24,7 +24,7 @@ from region_rerank._validate import check_range
 from region_rerank.cache import EmbeddingCache, pool_embeddings
 from region_rerank.croppers.proposal import PolicyArch
 from region_rerank.errors import ConfigError
-from region_rerank.eval.pools import progress_bar
+from region_rerank.progress import progress_bar
 from region_rerank.train.rewards import RewardConfig, full_reward, ranking_stats, region_reward
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The region-aware r-GRPO reward (METHOD.md section 3), as plain functions.
+"""The region-aware r-GRPO reward (docs/method.md section 4), as plain functions.
 
 For a REGION action with box ``b``, against the full-image ranking of the *same* pool::
 
@@ -19,7 +19,7 @@ or inverted after clamping to the image) earns ``malformed_penalty`` (-1). FULL 
 Rankings sort scores best first with a stable sort (ties keep the pool order, non-finite
 scores last), exactly like :func:`region_rerank.fusion.rank_candidates`.
 
-**No positive in the pool.** Every term is undefined or constant then, and METHOD.md keeps
+**No positive in the pool.** Every term is undefined or constant then, and docs/method.md keeps
 only queries whose pool holds a positive for training. :func:`ranking_stats` still returns
 ``(0.0, 0.0, None, 0.0)``, but :func:`region_reward` and :func:`full_reward` raise
 :class:`NoPositiveError`; :func:`make_trl_reward` returns ``None`` (TRL's "no reward")

@@ -1,4 +1,4 @@
-"""Decision-balanced group sampling and group-relative advantages (METHOD.md section 3).
+"""Decision-balanced group sampling and group-relative advantages (docs/method.md section 4).
 
 Actions are indexed with FULL at index 0 and the REGION actions (proposals) after it.
 

@@ -3,7 +3,7 @@
 Every GRPO setting the method relies on is a field here and is passed to TRL's
 ``GRPOConfig`` explicitly (TRL's own defaults changed across versions: ``beta`` 0.0,
 ``loss_type`` ``"dapo"``, ``scale_rewards`` ``"group"``). The defaults are the reference
-hyper-parameters of METHOD.md section 3, with the paper's decision-balanced groups.
+hyper-parameters of docs/method.md section 4, with the paper's decision-balanced groups.
 
 A YAML file maps onto :class:`VLMTrainingConfig`; unknown keys are errors::
 

@@ -2,7 +2,7 @@
 
 :func:`train_vlm_policy` loads the base model and processor, builds the training set from the
 evaluation loaders and pools (frozen-scorer candidate embeddings computed once), trains with
-:class:`~region_rerank.train.vlm_grpo.BalancedGRPOTrainer` and the METHOD.md reward, and
+:class:`~region_rerank.train.vlm_grpo.BalancedGRPOTrainer` and the docs/method.md reward, and
 writes under ``config.output_dir`` only:
 
 * ``adapter/`` -- the LoRA adapter: ``VLMCropper(base, adapter="OUT/adapter")``;

@@ -1,0 +1,145 @@
+"""The cropper registry: every cropper spec the factory, the CLI, the re-ranker and the
+docs know.
+
+``full``, ``center[:FRACTION]``, ``random[:FRACTION]``, ``grounding[:MODEL]``,
+``vlm[:MODEL]`` (``MODEL``: a hub id or a local folder; each cropper defines its default),
+``text_match`` and ``proposal[:WEIGHTS]`` (these two score views with the re-ranker's
+bi-encoder), ``fake`` (the scripted test cropper).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from region_rerank.errors import ConfigError
+from region_rerank.spec_registry import BuildArgs, ComponentSpec, lookup, split_spec
+
+__all__ = ["CROPPERS", "build_cropper", "needs_scorer"]
+
+
+def _full(a: BuildArgs) -> Any:
+    from region_rerank.croppers.full import FullImageCropper
+
+    return FullImageCropper()
+
+
+def _baseline(a: BuildArgs, kind: str) -> Any:
+    from region_rerank.croppers.baselines import CenterCropper, RandomCropper
+
+    try:
+        fraction = float(a.arg) if a.arg else 0.5
+    except ValueError as exc:
+        raise ConfigError(f"{kind}:FRACTION needs a number, got {a.arg!r}") from exc
+    return CenterCropper(fraction) if kind == "center" else RandomCropper(fraction)
+
+
+def _grounding(a: BuildArgs) -> Any:
+    from region_rerank.croppers.grounding import (
+        DEFAULT_MODEL,
+        GroundingCropper,
+        GroundingCropperConfig,
+    )
+
+    cfg = GroundingCropperConfig(device=a.device, dtype=a.dtype, score_threshold=a.threshold)
+    return GroundingCropper(a.arg or DEFAULT_MODEL, config=cfg)
+
+
+def _vlm(a: BuildArgs) -> Any:
+    from region_rerank.croppers.vlm import DEFAULT_MODEL, VLMCropper, VLMCropperConfig
+
+    return VLMCropper(
+        a.arg or DEFAULT_MODEL, config=VLMCropperConfig(device=a.device, dtype=a.dtype)
+    )
+
+
+def _text_match(a: BuildArgs) -> Any:
+    from region_rerank.croppers.text_match import TextMatchCropper, TextMatchCropperConfig
+
+    if a.scorer is None:
+        raise ConfigError("the text_match cropper needs a bi-encoder scorer")
+    margin = a.threshold if a.threshold is not None else 0.0
+    return TextMatchCropper(a.scorer, TextMatchCropperConfig(margin=margin))
+
+
+def _proposal(a: BuildArgs) -> Any:
+    from region_rerank.croppers.proposal import ProposalPolicyCropper
+
+    return ProposalPolicyCropper(a.scorer, a.arg, device=a.device)
+
+
+def _fake(a: BuildArgs) -> Any:
+    from region_rerank.testing import FakeCropper
+
+    return FakeCropper()
+
+
+#: kind -> entry, in the order the help lists them.
+CROPPERS: dict[str, ComponentSpec] = {
+    e.kind: e
+    for e in (
+        ComponentSpec("full", None, False, False, "always the full image (the baseline)", _full),
+        ComponentSpec(
+            "center", "FRACTION", False, False, "centred crop of FRACTION of each side (0.5)",
+            lambda a: _baseline(a, "center"),
+        ),
+        ComponentSpec(
+            "random", "FRACTION", False, False, "random crop of FRACTION of each side (0.5)",
+            lambda a: _baseline(a, "random"),
+        ),
+        ComponentSpec(
+            "grounding", "MODEL", False, False,
+            "open-vocabulary detector (OWL-ViT, OWLv2, Grounding DINO); default OWLv2",
+            _grounding,
+        ),
+        ComponentSpec(
+            "vlm", "MODEL", False, False,
+            "VLM crop policy (Qwen2-VL / 2.5-VL / 3-VL); default Qwen2.5-VL-3B", _vlm,
+        ),
+        ComponentSpec(
+            "text_match", None, False, True,
+            "training-free: the proposal most similar to the question, by the scorer",
+            _text_match,
+        ),
+        ComponentSpec(
+            "proposal", "WEIGHTS", False, True,
+            "the light learned policy over proposals (shipped weights by default)", _proposal,
+        ),
+        ComponentSpec("fake", None, False, False, "scripted test cropper (always FULL)", _fake),
+    )
+}  # fmt: skip
+
+
+def needs_scorer(spec: str) -> bool:
+    """Whether the cropper of ``spec`` scores views with the re-ranker's scorer (unknown
+    kinds: ``False``; building them raises)."""
+    entry = CROPPERS.get(split_spec(spec)[0])
+    return bool(entry and entry.needs_scorer)
+
+
+def build_cropper(
+    spec: str,
+    device: Any = "auto",
+    dtype: Any = "auto",
+    *,
+    scorer: Any = None,
+    threshold: float | None = None,
+) -> Any:
+    """Build a cropper from ``spec`` (see :data:`CROPPERS`).
+
+    Args:
+        spec: The cropper spec.
+        device, dtype: Where the cropper's model runs.
+        scorer: The bi-encoder used by the croppers that need one (``text_match``,
+            ``proposal``; the latter builds the scorer its weights were trained with
+            when none is given).
+        threshold: Detector score threshold (``grounding``) or similarity margin
+            (``text_match``); the cropper's default when ``None``.
+
+    Raises:
+        ConfigError: Unknown or malformed spec, or a missing scorer.
+        ModelLoadError: The cropper's model cannot be loaded (croppers that load eagerly).
+    """
+    entry, arg = lookup(CROPPERS, spec, "cropper")
+    return entry.build(
+        BuildArgs(arg, device=device, dtype=dtype, scorer=scorer, threshold=threshold)
+    )
