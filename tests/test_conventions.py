@@ -188,3 +188,13 @@ def test_every_public_name_resolves_from_the_top_level() -> None:
     assert EmbeddingCache.__name__ == "EmbeddingCache"
     assert ProposalPolicyCropper.__name__ == "ProposalPolicyCropper"
     assert build_cropper("full").name == "full"
+
+
+def test_the_readme_and_docs_show_the_registry_tables() -> None:
+    """The spec tables of the README and of docs/components.md are the registry's output."""
+    repo = ROOT.parent
+    for page in (repo / "README.md", repo / "docs" / "components.md"):
+        text = page.read_text(encoding="utf-8")
+        for what in ("cropper", "scorer"):
+            rows = markdown_table(what).strip().splitlines()[2:]
+            assert all(row in text for row in rows), (page.name, what)
