@@ -20,7 +20,8 @@ Modules:
 * Data and inputs: :mod:`~region_rerank.types`, :mod:`~region_rerank.images`,
   :mod:`~region_rerank.boxes`, :mod:`~region_rerank.errors`, :mod:`~region_rerank.device`,
   :mod:`~region_rerank.checksums`, :mod:`~region_rerank.progress`,
-  :mod:`~region_rerank.testing` (fakes for tests).
+  :mod:`~region_rerank.testing` (fakes for tests), :mod:`~region_rerank.adapter_support`
+  (what the LlamaIndex and LangChain adapters share).
 * Around the core: :mod:`~region_rerank.eval` (benchmarks and metrics),
   :mod:`~region_rerank.train` (r-GRPO), :mod:`~region_rerank.demo` (the offline demo world),
   :mod:`~region_rerank.bench` (speed benchmark), :mod:`~region_rerank.cli` and

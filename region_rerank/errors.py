@@ -23,6 +23,7 @@ __all__ = [
     "UnsafeWeightsError",
     "ModelLoadError",
     "InputTypeError",
+    "MissingQueryImageError",
     "DatasetFormatError",
 ]
 
@@ -82,6 +83,10 @@ class ModelLoadError(ConfigError):
 class InputTypeError(RegionRerankError, TypeError):
     """An argument has the wrong type (e.g. ``Query.question=None``, a pool entry that is
     not a :class:`~region_rerank.types.Candidate`); the message names it and what is expected."""
+
+
+class MissingQueryImageError(RegionRerankError, ValueError):
+    """An adapter (LlamaIndex, LangChain) was asked to re-rank without a query image."""
 
 
 class DatasetFormatError(RegionRerankError, ValueError):

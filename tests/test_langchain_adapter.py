@@ -173,7 +173,11 @@ def test_missing_query_image_is_a_clear_error_and_empty_input_returns_empty() ->
     with pytest.raises(MissingQueryImageError, match=r"with_query_image\(image\)"):
         compressor.compress_documents(_docs(), "q")
     assert isinstance(MissingQueryImageError("x"), ValueError)
-    assert compressor.compress_documents([], "q") == []
+    # A missing image is an error also for an empty pool (the same in LlamaIndex).
+    with pytest.raises(MissingQueryImageError):
+        compressor.compress_documents([], "q")
+    bound = compressor.with_query_image(_halves("red", "blue"))
+    assert bound.compress_documents([], "q") == []
 
 
 def test_reranker_built_from_spec_strings_and_conflicts_rejected() -> None:

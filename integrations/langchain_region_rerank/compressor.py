@@ -19,7 +19,6 @@ list of them) or ``metadata["image_path"]``; documents without one are scored by
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +32,13 @@ from langchain_core.documents import BaseDocumentCompressor, Document  # noqa: E
 from langchain_core.runnables.config import run_in_executor  # noqa: E402
 from pydantic import ConfigDict, Field, model_validator  # noqa: E402
 
+from region_rerank.adapter_support import (  # noqa: E402
+    DECISION_KEY,
+    RELEVANCE_SCORE_KEY,
+    check_top_n,
+    resolve_reranker,
+)
+from region_rerank.errors import MissingQueryImageError  # noqa: E402
 from region_rerank.reranker import CroppedReranker  # noqa: E402
 from region_rerank.types import Candidate, Query  # noqa: E402
 
@@ -45,16 +51,16 @@ def _is_empty(value: Any) -> bool:
     return isinstance(value, (str, bytes, list, tuple)) and len(value) == 0
 
 
-class MissingQueryImageError(ValueError):
-    """Raised when documents are compressed without a query image bound."""
-
-
 class RegionRerankCompressor(BaseDocumentCompressor):
     """Re-rank Documents with a :class:`~region_rerank.CroppedReranker` (crop, then score).
 
-    The caller's Documents are never modified: each returned Document is a copy (metadata
-    deep-copied) whose metadata gains ``relevance_score`` and ``region_rerank_decision``
-    (:meth:`region_rerank.CropDecision.to_dict`). Empty input returns ``[]``.
+    The caller's Documents are never modified: each returned Document is a copy with a new
+    metadata dict (the caller's values are shared, never deep-copied: sockets, locks and
+    handles are fine) that gains ``relevance_score`` and ``region_rerank_decision``
+    (:meth:`region_rerank.CropDecision.to_dict`). Documents may come as any iterable.
+    ``top_n`` is validated like the core (an int >= 0 or None; no coercion), and a missing
+    query image raises :class:`~region_rerank.errors.MissingQueryImageError`, also for an
+    empty pool.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -64,7 +70,12 @@ class RegionRerankCompressor(BaseDocumentCompressor):
     )
     cropper: str | None = Field(default=None, description="Cropper spec, e.g. 'grounding'.")
     scorer: str | None = Field(default=None, description="Scorer spec, e.g. 'clip:MODEL'.")
-    top_n: int | None = Field(default=3, ge=0, description="Documents kept (None = all).")
+    top_n: int | None = Field(default=3, description="Documents kept (None = all).")
+    on_error: str | None = Field(
+        default=None,
+        description="'fallback' or 'raise' for a reranker built from specs (None: the "
+        "reranker's own).",
+    )
     query_image: Any = Field(
         default=None, repr=False, description="Query image; bind with `with_query_image`."
     )
@@ -72,12 +83,15 @@ class RegionRerankCompressor(BaseDocumentCompressor):
         default=("image", "image_path"), description="Metadata keys holding document images."
     )
 
+    def __init__(self, **data: Any) -> None:
+        check_top_n("top_n", data.get("top_n"))  # before pydantic, which would coerce
+        super().__init__(**data)
+
     @model_validator(mode="after")
     def _build_reranker(self) -> RegionRerankCompressor:
-        if self.reranker is None:
-            self.reranker = CroppedReranker(self.cropper, self.scorer)
-        elif self.cropper is not None or self.scorer is not None:
-            raise ValueError("pass either `reranker` or `cropper`/`scorer` specs, not both")
+        self.reranker = resolve_reranker(
+            self.reranker, self.cropper, self.scorer, on_error=self.on_error
+        )
         return self
 
     def with_query_image(self, image: Any) -> RegionRerankCompressor:
@@ -114,13 +128,14 @@ class RegionRerankCompressor(BaseDocumentCompressor):
         Raises:
             MissingQueryImageError: No query image is bound (see :meth:`with_query_image`).
         """
-        if not documents:
-            return []
+        documents = list(documents)  # generators and iterators: read once, never dropped
         if self.query_image is None:
             raise MissingQueryImageError(
                 "RegionRerankCompressor has no query image: use "
                 "compressor.with_query_image(image) (or RegionRerankRetriever.invoke(q, image=...))"
             )
+        if not documents:
+            return []
         assert self.reranker is not None  # set by the validator
         pool = [self._candidate(i, doc) for i, doc in enumerate(documents)]
         result = self.reranker.rerank(Query(self.query_image, query), pool, top_n=self.top_n)
@@ -128,9 +143,9 @@ class RegionRerankCompressor(BaseDocumentCompressor):
         out = []
         for scored in result.ranking:
             doc = documents[scored.input_index]
-            meta = copy.deepcopy(doc.metadata)  # the caller's Document stays untouched
-            meta["relevance_score"] = scored.score
-            meta["region_rerank_decision"] = result.decision.to_dict()
+            meta = dict(doc.metadata)  # a new dict: the caller's Document stays untouched
+            meta[RELEVANCE_SCORE_KEY] = scored.score
+            meta[DECISION_KEY] = result.decision.to_dict()
             out.append(doc.model_copy(update={"metadata": meta}))
         return out
 

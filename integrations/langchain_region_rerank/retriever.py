@@ -27,6 +27,7 @@ from langchain_region_rerank.compressor import (  # noqa: E402
     MissingQueryImageError,
     RegionRerankCompressor,
 )
+from region_rerank.adapter_support import check_top_n  # noqa: E402
 from region_rerank.reranker import CroppedReranker  # noqa: E402
 
 __all__ = ["RegionRerankRetriever"]
@@ -39,10 +40,14 @@ class RegionRerankRetriever(BaseRetriever):
 
     base_retriever: RetrieverLike = Field(description="First-stage retriever (the pool).")
     reranker: CroppedReranker = Field(description="The core reranker (cropper + scorer).")
-    k: int = Field(default=4, ge=1, description="Documents returned after re-ranking.")
+    k: int = Field(default=4, description="Documents returned after re-ranking (>= 1).")
     query_image: Any = Field(
         default=None, repr=False, description="Default query image (see `with_query_image`)."
     )
+
+    def __init__(self, **data: Any) -> None:
+        check_top_n("k", data.get("k", 4), low=1)  # before pydantic, which would coerce
+        super().__init__(**data)
 
     def with_query_image(self, image: Any) -> RegionRerankRetriever:
         """Return a copy whose default query image is ``image`` (this one is unchanged)."""

@@ -51,6 +51,16 @@ except ImportError as exc:  # the pattern of the llama-index integration package
         f"RegionRerankPostprocessor needs llama-index-core: {install_hint('llama_index')}"
     ) from exc
 
+from region_rerank.adapter_support import (
+    BOX_KEY,
+    DECISION_KEY,
+    FALLBACK_KEY,
+    HIDDEN_KEYS,
+    RETRIEVAL_SCORE_KEY,
+    check_top_n,
+    resolve_reranker,
+)
+from region_rerank.errors import ConfigError, MissingQueryImageError
 from region_rerank.images import ImageLoadOptions
 from region_rerank.reranker import CroppedReranker, RerankerConfig
 from region_rerank.types import Candidate, Query, RerankResult
@@ -66,14 +76,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
-
-#: Metadata keys written on every returned node.
-DECISION_KEY = "region_rerank_decision"
-BOX_KEY = "region_rerank_box"
-FALLBACK_KEY = "region_rerank_fallback"
-#: Metadata key of the first-stage score (only with ``keep_retrieval_score=True``).
-RETRIEVAL_SCORE_KEY = "retrieval_score"
-_HIDDEN_KEYS = (DECISION_KEY, BOX_KEY, FALLBACK_KEY)
 
 
 @dataclass
@@ -161,6 +163,11 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
         default=False, description="Fetch ImageNode.image_url images (network access)."
     )
     device: str = Field(default="auto", description="Device for components built from specs.")
+    on_error: str | None = Field(
+        default=None,
+        description="'fallback' or 'raise' for a reranker built from specs (None: the "
+        "reranker's own, 'fallback' by default).",
+    )
     _reranker: CroppedReranker = PrivateAttr()
 
     def __init__(
@@ -173,8 +180,10 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
         keep_retrieval_score: bool = False,
         allow_urls: bool = False,
         device: str = "auto",
+        on_error: str | None = None,
         **kwargs: Any,
     ) -> None:
+        check_top_n("top_n", top_n)  # before pydantic, which would coerce True, 1.0, "2"
         fields: dict[str, Any] = {
             "top_n": top_n,
             "keep_retrieval_score": keep_retrieval_score,
@@ -182,15 +191,15 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
             "scorer": scorer,
             "allow_urls": allow_urls,
             "device": device,
+            "on_error": on_error,
         }
         super().__init__(**fields, **kwargs)
-        if reranker is None:
-            config = RerankerConfig(image_options=ImageLoadOptions(allow_urls=allow_urls))
-            reranker = CroppedReranker(cropper, scorer, config=config, device=device)
-        elif cropper is not None or scorer is not None:
-            raise ValueError("pass either reranker= or cropper=/scorer= specs, not both")
-        elif allow_urls and not reranker.config.image_options.allow_urls:
-            raise ValueError(
+        config = RerankerConfig(image_options=ImageLoadOptions(allow_urls=allow_urls))
+        reranker = resolve_reranker(
+            reranker, cropper, scorer, on_error=on_error, config=config, device=device
+        )
+        if allow_urls and not reranker.config.image_options.allow_urls:
+            raise ConfigError(
                 "allow_urls=True but the reranker refuses URLs: build it with "
                 "RerankerConfig(image_options=ImageLoadOptions(allow_urls=True))"
             )
@@ -199,6 +208,22 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
     @classmethod
     def class_name(cls) -> str:
         return "RegionRerankPostprocessor"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the fields and the reranker itself (LlamaIndex's own pickling re-runs
+        ``__init__`` from the fields, which would build a default reranker instead).
+
+        Raises:
+            ConfigError: The reranker holds a component that cannot be pickled.
+        """
+        return {"fields": dict(self.__dict__), "reranker": self._reranker}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        fields = dict(state["fields"])
+        specs = {"cropper": fields.pop("cropper", None), "scorer": fields.pop("scorer", None)}
+        fields.pop("callback_manager", None)
+        RegionRerankPostprocessor.__init__(self, reranker=state["reranker"], **fields)
+        self.__dict__.update(specs)
 
     @property
     def reranker(self) -> CroppedReranker:
@@ -212,14 +237,14 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
 
     def _query(self, query_bundle: QueryBundle | None) -> Query:
         if query_bundle is None:
-            raise ValueError(
+            raise MissingQueryImageError(
                 "RegionRerankPostprocessor needs a query bundle with a question and an image"
             )
         image = getattr(query_bundle, "image", None)
         if image is None:
             image = query_bundle.image_path
         if image is None:
-            raise ValueError(
+            raise MissingQueryImageError(
                 "RegionRerankPostprocessor needs a query image: pass "
                 "QueryBundle(question, image_path=...) or ImageQueryBundle(question, image=...)"
             )
@@ -242,11 +267,11 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
                     "metadata": metadata,
                     "excluded_llm_metadata_keys": [
                         *original.node.excluded_llm_metadata_keys,
-                        *_HIDDEN_KEYS,
+                        *HIDDEN_KEYS,
                     ],
                     "excluded_embed_metadata_keys": [
                         *original.node.excluded_embed_metadata_keys,
-                        *_HIDDEN_KEYS,
+                        *HIDDEN_KEYS,
                     ],
                 }
             )
@@ -258,7 +283,8 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
         nodes: list[NodeWithScore],
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
-        query = self._query(query_bundle)
+        query = self._query(query_bundle)  # a missing image raises, with or without nodes
+        nodes = list(nodes)  # generators and iterators: read once, never dropped
         if not nodes:
             return []
         top_n = len(nodes) if self.top_n is None else self.top_n
