@@ -17,6 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from region_rerank._pickling import PicklesWithoutLocks
 from region_rerank._validate import check_range
 from region_rerank.errors import CandidateError, ScorerError
 from region_rerank.oom import map_batches
@@ -146,7 +147,7 @@ class _Pinned:
         return self._obj
 
 
-class EmbeddingCache:
+class EmbeddingCache(PicklesWithoutLocks):
     """LRU cache from content key to a 1-D embedding tensor, bounded in bytes.
 
     Args:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from region_rerank._optional import require
+from region_rerank._pickling import PicklesWithoutLocks
 from region_rerank._validate import check_choice, check_int, check_range
 from region_rerank.boxes import ensure_min_size, pad_box, sanitize_box
 from region_rerank.croppers.base import BaseCropper
@@ -169,7 +170,7 @@ class _Detection(NamedTuple):
     label: str
 
 
-class GroundingCropper(BaseCropper):
+class GroundingCropper(PicklesWithoutLocks, BaseCropper):
     """Crop to the best open-vocabulary detection of the question's subject.
 
     Args:

@@ -337,6 +337,20 @@ class ProposalPolicyCropper(BaseCropper):
         self.config = config or ProposalPolicyConfig()
         self.detector = detector
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle / copy support: the policy network is stored as its weights and rebuilt
+        from ``arch`` on load (its class is built at run time)."""
+        state = dict(self.__dict__)
+        state["net"] = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        net = build_policy_net(state["arch"])
+        net.load_state_dict(state["net"])
+        state["net"] = net.eval()
+        self.__dict__.update(state)
+
     def _boxes(self, image: Image.Image, question: str) -> list[Box]:
         boxes = grid_proposals(image.size, self.arch.scales, self.arch.overlap)
         if self.detector is not None and self.config.max_detector_boxes:

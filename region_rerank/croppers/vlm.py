@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from region_rerank._optional import require
+from region_rerank._pickling import PicklesWithoutLocks
 from region_rerank._validate import check_choice, check_range
 from region_rerank.boxes import CoordFrame
 from region_rerank.croppers.base import BaseCropper
@@ -121,7 +122,7 @@ class VLMCropperConfig:
             check_prompt_template(self.prompt_template)
 
 
-class VLMCropper(BaseCropper):
+class VLMCropper(PicklesWithoutLocks, BaseCropper):
     """Crop policy backed by a Qwen-VL model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL).
 
     The model sees only the query image and question (never the candidates) and answers

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from region_rerank._optional import require
+from region_rerank._pickling import PicklesWithoutLocks
 from region_rerank.device import pickle_refused_message, resolve_device
 from region_rerank.errors import ConfigError, ModelLoadError, UnsafeWeightsError
 
@@ -109,7 +110,7 @@ def load_st_model(
     return model
 
 
-class LazySTModel:
+class LazySTModel(PicklesWithoutLocks):
     """Thread-safe lazy loading and the ``model`` / ``device`` properties shared by the
     sentence-transformers scorers. Subclasses set the class attributes and may check the
     loaded model in :meth:`_on_loaded`."""

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from region_rerank._pickling import PicklesWithoutLocks
 from region_rerank._validate import check_choice, check_range
 from region_rerank.device import (
     DTYPE_NAMES,
@@ -92,7 +93,7 @@ def _interpolation(resample: Any) -> str:
         return "bicubic"
 
 
-class ClipScorer(BaseEmbeddingScorer):
+class ClipScorer(PicklesWithoutLocks, BaseEmbeddingScorer):
     """CLIP / SigLIP / SigLIP2 bi-encoder (transformers).
 
     Args:
