@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from region_rerank.errors import ConfigError
+
 if TYPE_CHECKING:
     import torch
 
@@ -33,7 +35,7 @@ def median_seconds(
         setup: Called untimed before every run (e.g. to empty a cache).
     """
     if repeats < 1:
-        raise ValueError(f"repeats={repeats} must be >= 1")
+        raise ConfigError(f"repeats={repeats} must be >= 1")
     for _ in range(warmup):
         if setup is not None:
             setup()
@@ -72,7 +74,7 @@ def paired_medians(
         ``(median seconds of a, median seconds of b, median of the per-pair ratios a / b)``.
     """
     if repeats < 1:
-        raise ValueError(f"repeats={repeats} must be >= 1")
+        raise ConfigError(f"repeats={repeats} must be >= 1")
     for _ in range(warmup):
         _timed(a, setup_a)
         _timed(b, setup_b)

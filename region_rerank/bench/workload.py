@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from region_rerank.errors import ConfigError
 from region_rerank.types import Candidate, Query
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class Workload:
         """The ``k`` candidates of query ``index``: a window of the KB that starts at a
         different place for each query (pools of different queries overlap partly)."""
         if k > len(self.kb):
-            raise ValueError(f"k={k} exceeds the {len(self.kb)} KB candidates")
+            raise ConfigError(f"k={k} exceeds the {len(self.kb)} KB candidates")
         start = (index * 7) % len(self.kb)
         return [self.kb[(start + j) % len(self.kb)] for j in range(k)]
 

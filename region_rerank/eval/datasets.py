@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from region_rerank.errors import ConfigError
 from region_rerank.eval._rows import (
     URL_PREFIXES,
     DatasetFormatError,
@@ -279,7 +280,7 @@ class _ImageWriter:
 def _extra(metadata: Mapping[str, Any], reserved: tuple[str, ...], owner: str) -> dict[str, Any]:
     clash = sorted(set(metadata) & set(reserved))
     if clash:
-        raise ValueError(f"{owner}: metadata keys {clash} clash with layout fields {reserved}")
+        raise ConfigError(f"{owner}: metadata keys {clash} clash with layout fields {reserved}")
     return dict(metadata)
 
 
@@ -287,7 +288,7 @@ def _dump(obj: dict[str, Any], owner: str) -> str:
     try:
         return json.dumps(obj, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{owner} cannot be written as JSON: {exc}") from exc
+        raise ConfigError(f"{owner} cannot be written as JSON: {exc}") from exc
 
 
 def write_jsonl_dataset(dataset: EvalDataset, folder: str | os.PathLike[str]) -> Path:

@@ -164,32 +164,32 @@ class EvalRecord:
         if self.pool_size is None:
             object.__setattr__(self, "pool_size", n)
         elif self.pool_size != n:
-            raise ValueError(
+            raise ConfigError(
                 f"EvalRecord {self.query_id!r}: pool_size={self.pool_size} but ranked_ids has "
                 f"{n} ids; pass the whole re-ranked pool"
             )
         try:
             action = CropAction(self.decision_action).value
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"EvalRecord {self.query_id!r}: decision_action={self.decision_action!r}; "
                 "allowed 'FULL' or 'REGION'"
             ) from None
         object.__setattr__(self, "decision_action", action)
         area = self.crop_area_fraction
         if not isinstance(area, (int, float)) or not (0.0 < area <= 1.0 + 1e-9):
-            raise ValueError(
+            raise ConfigError(
                 f"EvalRecord {self.query_id!r}: crop_area_fraction={area!r} must be in (0, 1]"
             )
         full = self.full_rank_first_positive
         if full is not None:
             if not isinstance(full, int) or isinstance(full, bool) or not 1 <= full <= n:
-                raise ValueError(
+                raise ConfigError(
                     f"EvalRecord {self.query_id!r}: full_rank_first_positive={full!r} must be "
                     f"None or an integer in [1, {n}]"
                 )
             if not self.covered:
-                raise ValueError(
+                raise ConfigError(
                     f"EvalRecord {self.query_id!r}: full_rank_first_positive={full} but the "
                     "pool contains no positive (the full ranking uses the same pool)"
                 )
@@ -281,7 +281,7 @@ def compute_metrics(
     """
     recs = list(records)
     if not recs:
-        raise ValueError("compute_metrics needs at least one EvalRecord; got none")
+        raise ConfigError("compute_metrics needs at least one EvalRecord; got none")
     for k in ks:
         _check_k(k)
     kk = sorted(set(ks))
@@ -327,7 +327,7 @@ def format_markdown_table(
         ValueError: ``results`` is empty.
     """
     if not results:
-        raise ValueError("format_markdown_table needs at least one method's results")
+        raise ConfigError("format_markdown_table needs at least one method's results")
     if columns is None:
         cols = [c for c in DEFAULT_COLUMNS if any(c in m for m in results.values())]
     else:
