@@ -1,7 +1,9 @@
 """Property-based test of both adapters (issue 13): over random pools (texts, metadata,
-retrieval scores), ``top_n`` and pool containers, the Guarantees hold inside LlamaIndex and
-LangChain as in the core: every node / document comes back at most once and only from the
-pool, exactly ``top_n`` (or all) of them, best first, and the caller's objects are unchanged."""
+retrieval scores, a scorer that fails on some candidates), ``top_n`` and pool containers,
+the Guarantees hold inside LlamaIndex and LangChain as in the core: every node / document
+comes back at most once and only from the pool, exactly ``top_n`` (or all) of them, best
+first with unscorable ones last (or, for a query that degraded, in the pool's own order),
+and the caller's objects are unchanged."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from llama_index.postprocessor.region_rerank import ImageQueryBundle, RegionRera
 from PIL import Image
 
 from region_rerank import CroppedReranker
+from region_rerank.testing import FakeScorer
 
 LOCK = threading.Lock()
 texts = st.one_of(
@@ -38,12 +41,26 @@ def _image() -> Image.Image:
     return img
 
 
-RERANKER = CroppedReranker("center", "fake")
+class PoisonScorer(FakeScorer):
+    """A fault injected per candidate: texts holding ``poison`` make the scorer raise."""
+
+    def embed_texts(self, texts: Any) -> Any:
+        if any("poison" in t for t in texts):
+            raise RuntimeError("poisoned text")
+        return super().embed_texts(texts)
 
 
-def _check(out_ids: list[str], pool_ids: list[str], top_n: int | None, scores: list[Any]) -> None:
+RERANKER = CroppedReranker("center", PoisonScorer())
+
+
+def _check(
+    out_ids: list[str], pool_ids: list[str], top_n: int | None, scores: list[Any], fallback: bool
+) -> None:
     assert len(set(out_ids)) == len(out_ids) and set(out_ids) <= set(pool_ids)
     assert len(out_ids) == (len(pool_ids) if top_n is None else min(top_n, len(pool_ids)))
+    if fallback:  # the documented fallback: the pool's own order
+        assert out_ids == pool_ids[: len(out_ids)]
+        return
     is_finite = [s is not None and s == s and abs(s) != float("inf") for s in scores]
     assert is_finite == sorted(is_finite, reverse=True)  # unscorable ones last
     finite = [s for s, f in zip(scores, is_finite) if f]
@@ -62,12 +79,9 @@ def test_llamaindex_invariants(pool: list[Any], top_n: int | None, container: An
     out = post.postprocess_nodes(
         container(nodes), query_bundle=ImageQueryBundle("q", image=_image())
     )
-    _check(
-        [n.node.node_id for n in out],
-        [n.node.node_id for n in nodes],
-        top_n,
-        [n.score for n in out],
-    )
+    fallback = any(n.node.metadata["region_rerank_fallback"] for n in out)
+    ids = [n.node.node_id for n in out]
+    _check(ids, [n.node.node_id for n in nodes], top_n, [n.score for n in out], fallback)
     assert [(n.node.node_id, n.node.text, dict(n.node.metadata), n.score) for n in nodes] == before
 
 
@@ -79,7 +93,7 @@ def test_langchain_invariants(pool: list[Any], top_n: int | None, container: Any
     comp = RegionRerankCompressor(reranker=RERANKER, top_n=top_n).with_query_image(_image())
     out = comp.compress_documents(container(docs), "q")
     ids = [str(d.metadata["i"]) for d in out]
-    _check(
-        ids, [str(i) for i in range(len(docs))], top_n, [d.metadata["relevance_score"] for d in out]
-    )
+    fallback = any(d.metadata["region_rerank_decision"]["source"] == "fallback" for d in out)
+    scores = [d.metadata["relevance_score"] for d in out]
+    _check(ids, [str(i) for i in range(len(docs))], top_n, scores, fallback)
     assert [(d.page_content, dict(d.metadata)) for d in docs] == before
