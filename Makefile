@@ -9,7 +9,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup wheelhouse demo test lint typecheck pytest clean
+.PHONY: setup wheelhouse demo test lint typecheck docs pytest clean
 
 setup: $(VENV)/.installed
 
@@ -42,8 +42,12 @@ pytest: setup wheelhouse
 demo: setup
 	$(VENV)/bin/region-rerank demo --out out/demo
 
-# The test command: lint, type check, then the whole suite.
-test: lint typecheck pytest
+# The docs site (mkdocs-material + mkdocstrings) into build/site; warnings are errors.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 PYTHONPATH=. $(VENV)/bin/mkdocs build --strict --quiet
+
+# The test command: lint, type check, the docs build, then the whole suite.
+test: lint typecheck docs pytest
 
 clean:
 	rm -rf $(VENV) .wheelhouse .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -124,7 +124,8 @@ class CroppedReranker:
         config: :class:`RerankerConfig`.
         cache: An :class:`~region_rerank.cache.EmbeddingCache` to share between rerankers
             (default: a private one bounded by ``config.cache_bytes``).
-        device, dtype: Used only when building the default cropper / scorer.
+        device: Used only when building the default cropper / scorer.
+        dtype: Used only when building the default cropper / scorer.
 
     The caller's queries and candidates are never modified; results reference them.
     One reranker may be used from several threads at once: components built from specs

@@ -38,10 +38,7 @@ def test_sdist_holds_every_tracked_file(tmp_path: Path) -> None:
     for name in tracked:
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, src / name)
-    code = (
-        "import sys; from setuptools import build_meta as b; "
-        "print(b.build_sdist(sys.argv[1]))"
-    )
+    code = "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))"
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "dist")],
         cwd=src,

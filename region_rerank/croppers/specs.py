@@ -128,7 +128,8 @@ def build_cropper(
 
     Args:
         spec: The cropper spec.
-        device, dtype: Where the cropper's model runs.
+        device: Where the cropper's model runs.
+        dtype: The dtype of the cropper's model weights.
         scorer: The bi-encoder used by the croppers that need one (``text_match``,
             ``proposal``; the latter builds the scorer its weights were trained with
             when none is given).
