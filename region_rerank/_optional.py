@@ -32,6 +32,7 @@ MODULE_EXTRA: dict[str, str | None] = {
     "PIL": None,
     "safetensors": None,
     "tqdm": None,
+    "tokenizers": None,
     "sentence_transformers": "sbert",
     "peft": "vlm",
     "torchvision": "vlm",

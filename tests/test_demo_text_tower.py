@@ -1,4 +1,4 @@
-"""The demo scorer's MiniLM text tower, run with plain transformers, gives the embeddings of
+"""The demo scorer's MiniLM text tower, run with torch and tokenizers only, gives the embeddings of
 its sentence-transformers pipeline; install hints name the right distribution and extra."""
 
 from __future__ import annotations
@@ -34,18 +34,50 @@ def test_the_text_tower_matches_sentence_transformers() -> None:
     assert torch.allclose(got, expected.float(), atol=1e-5)
 
 
-def test_importing_the_demo_scorer_does_not_import_sentence_transformers() -> None:
+def test_the_text_tower_matches_transformers_bert() -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    bert = AutoModel.from_pretrained(str(minilm_path()), use_safetensors=True).eval()
+    tower = load_text_model("cpu")
+    batch = tokenizer(
+        [t.strip() for t in TEXTS],
+        padding=True,
+        truncation=True,
+        max_length=256,
+        return_tensors="pt",
+    )
+    ours = tower.tokenize(TEXTS)
+    assert torch.equal(ours["input_ids"], batch["input_ids"])
+    assert torch.equal(ours["attention_mask"], batch["attention_mask"])
+    with torch.inference_mode():
+        hidden = bert(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)
+    assert torch.allclose(tower.encode(TEXTS), expected, atol=1e-5)
+
+
+def test_a_broken_model_folder_is_a_model_load_error(tmp_path: Path) -> None:
+    from region_rerank.demo.text_tower import MiniLMTextTower
+    from region_rerank.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="MiniLM"):
+        MiniLMTextTower(tmp_path)
+
+
+def test_the_demo_scorer_imports_no_model_library() -> None:
     import subprocess
     import sys
 
     code = (
-        "import sys; from region_rerank.demo.scorer import DemoScorer; DemoScorer();"
-        "print('sentence_transformers' in sys.modules)"
+        "import sys; from region_rerank.demo.scorer import DemoScorer; "
+        "DemoScorer().embed_texts(['a red star']);"
+        "print([m for m in ('sentence_transformers', 'transformers') if m in sys.modules])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
 
 
 def test_every_hint_names_a_distribution_its_extra_installs() -> None:
