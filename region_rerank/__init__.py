@@ -24,8 +24,9 @@ Modules:
   (what the LlamaIndex and LangChain adapters share).
 * Around the core: :mod:`~region_rerank.eval` (benchmarks and metrics),
   :mod:`~region_rerank.train` (r-GRPO), :mod:`~region_rerank.demo` (the offline demo world),
-  :mod:`~region_rerank.bench` (speed benchmark), :mod:`~region_rerank.cli` and
-  :mod:`~region_rerank.convert_cli` (the ``region-rerank`` command).
+  :mod:`~region_rerank.bench` (speed and quality benchmarks), :mod:`~region_rerank.cli`,
+  :mod:`~region_rerank.convert_cli` and :mod:`~region_rerank.world_cli` (the
+  ``region-rerank`` command).
 """
 
 from __future__ import annotations

@@ -21,9 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from region_rerank.bench.quality_cli import add_quality_parser
 from region_rerank.convert_cli import add_convert_parsers
 from region_rerank.errors import RegionRerankError
 from region_rerank.specs import usage_line
+from region_rerank.world_cli import add_world_arguments, world_overrides
 
 __all__ = ["main", "build_parser"]
 
@@ -83,16 +85,6 @@ def _add_train_parser(sub: Any) -> None:
     add_vlm_arguments(vlm)
 
 
-def _pair(kind: type) -> Any:
-    def parse(text: str) -> tuple[Any, Any]:
-        parts = text.replace(",", " ").split()
-        if len(parts) != 2:
-            raise argparse.ArgumentTypeError(f"expected two values like '1,3', got {text!r}")
-        return kind(parts[0]), kind(parts[1])
-
-    return parse
-
-
 def _add_bench_parser(sub: Any) -> None:
     bench = sub.add_parser("bench", help="synthetic benchmark tools")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -104,16 +96,8 @@ def _add_bench_parser(sub: Any) -> None:
     make.add_argument("--n-train", type=int, default=1000)
     make.add_argument("--n-val", type=int, default=200)
     make.add_argument("--n-test", type=int, default=500)
-    make.add_argument("--distractors", type=_pair(int), help="range, e.g. 1,3")
-    make.add_argument(
-        "--target-scale", type=_pair(float), help="fraction of the canvas, e.g. 0.3,0.45"
-    )
-    make.add_argument("--distractor-scale", type=_pair(float), help="e.g. 0.22,0.38")
-    make.add_argument("--clutter", type=float, help="background clutter level in [0, 1]")
-    make.add_argument("--canvas", type=_pair(int), help="canvas width,height, e.g. 224,224")
-    make.add_argument(
-        "--templates", help="question-templates file (one per line, {ref} placeholder)"
-    )
+    add_world_arguments(make)
+    add_quality_parser(bench_sub)
     speed = bench_sub.add_parser("speed", help="measure the speed figures and print the table")
     speed.add_argument("--json", help="also write the figures as JSON to this path")
     speed.add_argument("--repeats", type=int, default=9, help="timed runs per figure (median)")
@@ -336,21 +320,13 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench_make(args: argparse.Namespace) -> int:
     from region_rerank.demo.world import make_world
 
-    overrides = {
-        "distractors": args.distractors,
-        "target_scale": args.target_scale,
-        "distractor_scale": args.distractor_scale,
-        "clutter": args.clutter,
-        "canvas_size": args.canvas,
-        "templates": args.templates,
-    }
     paths = make_world(
         args.out,
         seed=args.seed,
         n_train=args.n_train,
         n_val=args.n_val,
         n_test=args.n_test,
-        **{k: v for k, v in overrides.items() if v is not None},
+        **world_overrides(args),
     )
     print(f"wrote {paths.root}")
     return 0

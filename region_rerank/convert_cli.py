@@ -106,7 +106,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             lenient=args.lenient,
             progress=True,
         )
-    print("\n".join(summary.lines()))  # noqa: T201 - CLI output
+    print("\n".join(summary.lines()))
     return 0
 
 
@@ -128,7 +128,7 @@ def _run_pools(args: argparse.Namespace) -> int:
     )
     out = Path(args.out) if args.out else data / "pools.jsonl"
     write_pools_jsonl(pools, out)
-    print(  # noqa: T201 - CLI output
+    print(
         f"wrote {summary.pools} pools to {out}; records for unknown queries "
         f"{summary.unknown_queries}; malformed skipped {summary.skipped}; queries without a "
         f"pool {summary.missing_count}"
@@ -144,12 +144,12 @@ def _run_check(args: argparse.Namespace) -> int:
     report = check_images(folder / "queries.jsonl")
     local = report.found + report.missing
     share = report.found / local if local else 1.0
-    print(  # noqa: T201 - CLI output
+    print(
         f"{report.found} / {local} query images found ({share:.1%}); "
         f"{report.remote} remote (not checked); {report.queries} queries"
     )
     for example in report.missing_examples:
-        print(f"  missing {example}")  # noqa: T201 - CLI output
+        print(f"  missing {example}")
     if report.queries and report.found == 0 and report.remote == 0:
         return 1
     return 1 if args.strict and report.missing else 0

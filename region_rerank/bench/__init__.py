@@ -1,4 +1,4 @@
-"""Performance benchmarks of region-rerank (``region-rerank bench speed``).
+"""Benchmarks of region-rerank (``region-rerank bench speed`` and ``bench quality``).
 
 * :mod:`~region_rerank.bench.timing`: medians over repeated runs and a timer of model
   forward passes (forward hooks), the "model floor".
@@ -10,4 +10,6 @@
 * :mod:`~region_rerank.bench.speed`: settings, the run, the table and the JSON report.
 
 * :mod:`~region_rerank.bench.aspect`: the worst-case aspect-ratio figure.
+* :mod:`~region_rerank.bench.quality`: croppers compared over several generated worlds.
+* :mod:`~region_rerank.bench.quality_cli`: the arguments of ``bench quality``.
 """

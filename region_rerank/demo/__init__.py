@@ -5,6 +5,8 @@
 * :mod:`region_rerank.demo.scenes` -- :class:`~region_rerank.demo.scenes.SceneConfig` and
   the query-scene generator (target + distractors + clutter, a referring question and the
   ground-truth box).
+* :mod:`region_rerank.demo.phrasing` -- the phrasing families of the references and
+  question frames (training families and a held-out one).
 * :mod:`region_rerank.demo.world` -- :func:`~region_rerank.demo.world.make_world`, which
   writes the generic JSONL layout (``kb.jsonl``, ``{split}/queries.jsonl``, PNG images and
   a ``world.json`` manifest).

@@ -31,7 +31,8 @@ import numpy as np
 
 from region_rerank._validate import check_choice, check_range
 from region_rerank.demo._layout import BoxT, compose, layout
-from region_rerank.demo.entities import PATTERN_WORDS, Entity, render_entity
+from region_rerank.demo.entities import Entity, render_entity
+from region_rerank.demo.phrasing import FAMILIES, RefSpec, resolve_phrasing
 from region_rerank.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,35 +53,12 @@ __all__ = [
 
 QUESTION_TYPES: tuple[str, ...] = ("position", "size", "attribute", "relation")
 #: Default question phrasings; ``{ref}`` is replaced by the referring expression.
-DEFAULT_TEMPLATES: tuple[str, ...] = (
-    "When was {ref} first recorded?",
-    "What is the name of {ref}?",
-    "Where was {ref} first recorded?",
-    "Which collection holds the best-known specimen of {ref}?",
-    "What is the catalogue number of {ref}?",
-    "What is {ref} called?",
-    "In which region was {ref} first found?",
-    "Tell me the name of {ref}.",
-)
+DEFAULT_TEMPLATES: tuple[str, ...] = FAMILIES["default"].templates
 #: Held-out phrasings (different wording) for robustness tests of croppers.
-HELDOUT_TEMPLATES: tuple[str, ...] = (
-    "Could you tell me in what year {ref} was documented for the first time?",
-    "I'm curious about {ref}: what do people call it?",
-    "{ref} -- which museum keeps its most famous example?",
-    "Looking at {ref}, where did it originally come from?",
-    "Name {ref}, please.",
-    "What catalogue entry describes {ref}?",
-)
+HELDOUT_TEMPLATES: tuple[str, ...] = FAMILIES["heldout"].templates
 
 _CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 _SIDES = ("left", "right", "top", "bottom")
-_EXTREME_WORDS = {
-    "left": "the leftmost object",
-    "right": "the rightmost object",
-    "top": "the topmost object",
-    "bottom": "the bottommost object",
-}
-_RELATION_WORDS = {"left": "left of", "right": "right of", "top": "above", "bottom": "below"}
 _SPLIT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_ATTEMPTS = 60
 
@@ -156,6 +134,16 @@ class SceneConfig:
             (one per line, ``#`` comments); a path is loaded and stored as a tuple.
         split: Split name (letters, digits, ``_``, ``-``); part of the seed and query ids.
         question_types: Which of :data:`QUESTION_TYPES` to generate (cycled in order).
+        phrasing: Phrasing families of the references and frames
+            (:mod:`region_rerank.demo.phrasing`): ``"default"`` (the original wording),
+            ``"train"``, ``"heldout"``, or family names (``"plain,synonyms"``); stored as a
+            tuple of names. With families other than ``default`` the frames come from the
+            families unless ``templates`` are given. One seed gives the same scenes under
+            every phrasing; only the questions differ.
+        balance_subtypes: Alternate the sub-kinds within a question type (as many
+            "smallest" as "largest" questions, as many corner as extreme-side ones)
+            instead of drawing them at random (layouts that fail are retried with the same
+            sub-kind). Changes the scenes.
 
     Defaults were tuned against the shipped demo scorer (top-20 pools from full-image
     search over the 320 KB entries): full-image pool coverage ~70%, CondR@1 ~0.33 with the
@@ -179,6 +167,8 @@ class SceneConfig:
     templates: Any = DEFAULT_TEMPLATES
     split: str = "test"
     question_types: tuple[str, ...] = QUESTION_TYPES
+    phrasing: Any = "default"
+    balance_subtypes: bool = False
     templates_source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -209,6 +199,9 @@ class SceneConfig:
         for q in qtypes:
             check_choice("question_types", q, QUESTION_TYPES)
         setv(self, "question_types", tuple(qtypes))
+        setv(self, "phrasing", resolve_phrasing(self.phrasing))
+        if not isinstance(self.balance_subtypes, bool):
+            raise ConfigError(f"balance_subtypes={self.balance_subtypes!r} must be a bool")
         if isinstance(self.templates, (str, os.PathLike)):
             setv(self, "templates_source", str(self.templates))
             setv(self, "templates", load_templates(self.templates))
@@ -268,34 +261,57 @@ def _pick(
 
 
 def _choose(
-    cfg: SceneConfig, kb: Sequence[Entity], rng: np.random.Generator, qtype: str, n_d: int
-) -> tuple[Entity, list[Entity], str, str]:
-    """Pick target, distractors (anchor first for relations), the ref text and detail."""
+    cfg: SceneConfig,
+    kb: Sequence[Entity],
+    rng: np.random.Generator,
+    qtype: str,
+    n_d: int,
+    subtype: int | None,
+) -> tuple[Entity, list[Entity], RefSpec, str]:
+    """Pick target, distractors (anchor first for relations), what names the target and
+    the detail. ``subtype`` (0 / 1) fixes size and position sub-kinds (balanced worlds)."""
     target = kb[int(rng.integers(len(kb)))]
     if qtype == "attribute":
         kind = ("colour", "pattern", "shape")[int(rng.integers(3))]
         value = getattr(target, kind)
         others = _pick(kb, rng, n_d, lambda e: getattr(e, kind) != value)
-        word = PATTERN_WORDS[value] if kind == "pattern" else value
-        ref = f"the {word}" if kind == "shape" else f"the {word} object"
-        return target, others, ref, kind
+        return target, others, RefSpec(kind, value), kind
     if qtype == "relation":
         tkey = (target.colour, target.shape)
         anchor = _pick(kb, rng, 1, lambda e: (e.colour, e.shape) != tkey)[0]
         akey = (anchor.colour, anchor.shape)
         rest = _pick(kb, rng, n_d - 1, lambda e: e is not target and (e.colour, e.shape) != akey)
         side = _SIDES[int(rng.integers(4))]
-        ref = f"the object {_RELATION_WORDS[side]} the {anchor.colour} {anchor.shape}"
-        return target, [anchor, *rest], ref, side
+        return target, [anchor, *rest], RefSpec("relation", side, akey), side
     others = _pick(kb, rng, n_d, lambda e: e is not target)
     if qtype == "size":
-        detail = ("largest", "smallest")[int(rng.integers(2))]
-        return target, others, f"the {detail} object", detail
-    if rng.random() < 0.5:
+        detail = ("largest", "smallest")[int(rng.integers(2)) if subtype is None else subtype]
+        return target, others, RefSpec("size", detail), detail
+    if (rng.random() < 0.5) if subtype is None else subtype == 0:
         corner = _CORNERS[int(rng.integers(4))]
-        return target, others, f"the object in the {corner} corner", f"corner:{corner}"
+        return target, others, RefSpec("corner", corner), f"corner:{corner}"
     side = _SIDES[int(rng.integers(4))]
-    return target, others, _EXTREME_WORDS[side], f"extreme:{side}"
+    return target, others, RefSpec("extreme", side), f"extreme:{side}"
+
+
+def _question(
+    cfg: SceneConfig, spec: RefSpec, rng: np.random.Generator, index: int
+) -> tuple[str, str]:
+    """The reference and the question. ``default`` draws the frame from the scene's stream
+    (as the generator always did); other families draw from a stream of their own, so the
+    scene does not depend on the phrasing."""
+    if cfg.phrasing == ("default",):
+        ref = FAMILIES["default"].refs(spec)[0]
+        template = cfg.templates[int(rng.integers(len(cfg.templates)))]
+    else:
+        words = np.random.default_rng([cfg.seed, zlib.crc32(cfg.split.encode()), index, 7919])
+        family = FAMILIES[cfg.phrasing[int(words.integers(len(cfg.phrasing)))]]
+        forms = family.refs(spec)
+        ref = forms[int(words.integers(len(forms)))]
+        frames = family.templates if cfg.templates == DEFAULT_TEMPLATES else cfg.templates
+        template = frames[int(words.integers(len(frames)))]
+    question = template.format(ref=ref)
+    return ref, question[:1].upper() + question[1:]
 
 
 def _sizes(
@@ -320,10 +336,11 @@ def _one_query(cfg: SceneConfig, kb: Sequence[Entity], index: int) -> SceneQuery
     lo, hi = cfg.distractors
     n_d = int(rng.integers(lo, hi + 1))
     side = min(cfg.canvas_size)
+    subtype = (index // len(cfg.question_types)) % 2 if cfg.balance_subtypes else None
     for attempt in range(_MAX_ATTEMPTS):
         if attempt and attempt % 10 == 0 and n_d > 1:
             n_d -= 1  # crowded: drop a distractor every 10 failed attempts
-        target, others, ref, detail = _choose(cfg, kb, rng, qtype, n_d)
+        target, others, spec, detail = _choose(cfg, kb, rng, qtype, n_d, subtype)
         t_scale, d_scales = _sizes(cfg, rng, qtype, detail, n_d)
         entities = [target, *others]
         tiles = [
@@ -334,9 +351,7 @@ def _one_query(cfg: SceneConfig, kb: Sequence[Entity], index: int) -> SceneQuery
         if boxes is None:
             continue
         image = compose(cfg.canvas_size, cfg.clutter, rng, tiles, boxes)
-        template = cfg.templates[int(rng.integers(len(cfg.templates)))]
-        question = template.format(ref=ref)
-        question = question[:1].upper() + question[1:]
+        ref, question = _question(cfg, spec, rng, index)
         return SceneQuery(
             id=f"{cfg.split}-{index:05d}",
             image=image,

@@ -46,7 +46,7 @@ from region_rerank.eval.metrics import EvalRecord, compute_metrics, first_positi
 from region_rerank.progress import progress_bar
 from region_rerank.types import CropDecision, RerankResult
 
-__all__ = ["FULL", "ORACLE", "load_eval_data", "load_split_dataset", "run_eval"]
+__all__ = ["FULL", "ORACLE", "load_eval_data", "load_split_dataset", "read_records", "run_eval"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -395,3 +395,23 @@ def run_eval(
     records = {m.name: m.done for m in meths}
     write_report(out, dataset.name, results, selected, records, n_examples=n_examples)
     return results
+
+
+def read_records(
+    out_dir: str | os.PathLike[str], method: str, queries: Sequence[EvalQuery]
+) -> list[EvalRecord]:
+    """The per-query records :func:`run_eval` wrote for ``method`` under ``out_dir``, in
+    the order of ``queries`` (for metrics over subsets of the queries).
+
+    Raises:
+        ConfigError: A query of ``queries`` has no record for ``method``.
+    """
+    path = Path(out_dir) / "records" / f"{_file_stem(method)}.jsonl"
+    done = _read_records(path, {q.id for q in queries})
+    missing = [q.id for q in queries if q.id not in done]
+    if missing:
+        raise ConfigError(
+            f"{path}: no record of method {method!r} for {len(missing)} queries "
+            f"(e.g. {missing[:3]}); run the evaluation first"
+        )
+    return [_to_eval_record(done[q.id]) for q in queries]

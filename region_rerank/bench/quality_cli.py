@@ -1,0 +1,72 @@
+"""Arguments and entry point of ``region-rerank bench quality`` (argparse only at import)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from region_rerank.world_cli import add_world_arguments, world_overrides
+
+__all__ = ["add_quality_parser"]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected seeds like '100,101,102', got {text!r}"
+        ) from None
+
+
+def add_quality_parser(bench_sub: Any) -> None:
+    """Add ``quality`` to the ``bench`` sub-commands."""
+    from region_rerank.specs import usage_line
+
+    quality = bench_sub.add_parser(
+        "quality",
+        help="compare croppers over several generated worlds (mean ± sd over seeds)",
+    )
+    quality.add_argument(
+        "--seeds", type=_seeds, required=True, help="world seeds, e.g. 100,101,102"
+    )
+    quality.add_argument("--n-test", type=int, default=500, help="test queries per world")
+    quality.add_argument(
+        "--methods",
+        default="center,random,text_match,proposal,oracle",
+        help=f"comma-separated [NAME=]SPEC: {usage_line('cropper')} | oracle; full is always in",
+    )
+    quality.add_argument("--scorer", default="demo", help=usage_line("scorer"))
+    quality.add_argument("--json", help="write the report to this path")
+    quality.add_argument(
+        "--work", default="out/bench_quality", help="worlds, pools and records (resumable)"
+    )
+    quality.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps")
+    quality.add_argument("--batch-size", type=int, default=32, help="queries per batch")
+    add_world_arguments(quality)
+    quality.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from region_rerank.bench.quality import format_quality_table, run_quality
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    report = run_quality(
+        args.seeds,
+        n_test=args.n_test,
+        world=world_overrides(args),
+        methods=methods,
+        scorer=args.scorer,
+        work_dir=args.work,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    print(format_quality_table(report), end="")
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
+    return 0
