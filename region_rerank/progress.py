@@ -10,9 +10,9 @@ from typing import Any
 __all__ = ["progress_bar"]
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "q") -> Any:
+def progress_bar(total: int | None, desc: str, enabled: bool = True, unit: str = "q") -> Any:
     """A tqdm bar on stderr, silent when ``enabled`` is false, ``TQDM_DISABLE`` is set to a
-    true value, or stderr is not a terminal."""
+    true value, or stderr is not a terminal. ``total=None``: a counter without a total."""
     from tqdm.auto import tqdm
 
     env = os.environ.get("TQDM_DISABLE", "").strip().lower()

@@ -9,6 +9,8 @@ first on a crop of the ground-truth box.
 
 from __future__ import annotations
 
+import itertools
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,12 @@ from region_rerank.eval.datasets import (
     write_jsonl_dataset,
 )
 from region_rerank.eval.pools import build_pools, write_pools_jsonl
+from region_rerank.index import faiss_available
 from region_rerank.testing import COLOR_WORDS, FakeScorer
 from region_rerank.types import Box
+
+#: The searches every tie-breaking check runs with (FAISS only when installed).
+FAISS_CHOICES = (False, True) if faiss_available() else (False,)
 
 COLOURS = ("red", "green", "blue", "yellow", "cyan", "magenta", "orange", "purple")
 GREY = (128, 128, 128)
@@ -150,7 +156,7 @@ def test_chunked_equals_unchunked_exactly(world: EvalDataset, chunk_size: int) -
 
 def test_no_score_block_larger_than_a_chunk(world: EvalDataset) -> None:
     scorer = ShapeRecordingScorer()
-    build_pools(world, scorer, k=4, chunk_size=3, batch_size=2, progress=False)
+    build_pools(world, scorer, k=4, chunk_size=3, batch_size=2, use_faiss=False, progress=False)
     assert scorer.shapes and max(r for r, _ in scorer.shapes) <= 3
     assert max(c for _, c in scorer.shapes) <= 3
     # 9 queries x 8 entries in 3x3 blocks: ceil(9/3) * ceil(8/3) blocks.
@@ -163,8 +169,10 @@ def test_ties_are_broken_by_kb_id_across_chunks() -> None:
     kb.append(KBEntry(id="blue", text="blue entity", images=(Image.new("RGB", (8, 8), "blue"),)))
     query = EvalQuery(id="q", image=Image.new("RGB", (32, 32), rgb("red")), question="?")
     data = EvalDataset(name="ties", queries=(query,), kb={e.id: e for e in kb})
-    for chunk in (1, 2, 4096):
-        pool = build_pools(data, FakeScorer(), k=4, chunk_size=chunk, progress=False)["q"]
+    for chunk, faiss in itertools.product((1, 2, 4096), FAISS_CHOICES):
+        pool = build_pools(
+            data, FakeScorer(), k=4, chunk_size=chunk, use_faiss=faiss, progress=False
+        )["q"]
         assert _ids(pool) == ["aa", "mm", "qq", "zz"]
         assert len({s for _, s in pool}) == 1
 
@@ -199,15 +207,27 @@ def test_bad_arguments_are_rejected(world: EvalDataset) -> None:
         build_pools(world, PairOnly())
 
 
-def test_faiss_requested_but_missing_names_it(world: EvalDataset) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("faiss") is not None:
-        pytest.skip("faiss is installed")
-    with pytest.raises(ImportError, match="faiss"):
+def test_faiss_requested_but_missing_names_it(
+    world: EvalDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if faiss-cpu were not installed
+    with pytest.raises(ImportError, match=r"region-rerank\[index\]"):
         build_pools(world, FakeScorer(), use_faiss=True, progress=False)
-    # "auto" silently falls back to brute force.
+    # "auto" falls back to the exact torch search.
     assert build_pools(world, FakeScorer(), k=2, use_faiss="auto", progress=False)
+
+
+@pytest.mark.skipif(not faiss_available(), reason="faiss-cpu (the index extra) is not installed")
+def test_faiss_and_torch_search_give_the_same_pools(world: EvalDataset) -> None:
+    exact = build_pools(world, FakeScorer(), k=5, use_faiss=False, progress=False)
+    with_faiss = build_pools(world, FakeScorer(), k=5, use_faiss=True, progress=False)
+    assert list(exact) == list(with_faiss)
+    for qid in exact:
+        a, b = exact[qid], with_faiss[qid]
+        assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-5)
+        # Scores agree to float rounding, so only near-ties may swap places.
+        last = a[-1][1]
+        assert {i for i, s in a if s > last + 1e-5} == {i for i, s in b if s > last + 1e-5}
 
 
 def test_pools_file_round_trips_through_the_loader(world: EvalDataset, tmp_path: Path) -> None:

@@ -6,11 +6,12 @@ are the scorer's similarity (cosine for the built-in bi-encoders).
 
 The default path is exact brute force, streamed over the KB: entries are embedded
 ``batch_size`` at a time, gathered into chunks of ``chunk_size``, and each chunk is scored
-against blocks of at most ``chunk_size`` queries and merged into a running top-``k``. No
-score matrix larger than ``chunk_size x chunk_size`` and no KB embedding matrix larger
-than one chunk is ever held. Ties are broken deterministically: score descending, then KB
-id ascending. With FAISS installed (``use_faiss="auto"`` or ``True``) an exact
-inner-product index is used instead.
+against blocks of at most ``chunk_size`` queries and merged into a running top-``k``
+(:func:`region_rerank.index.exact_topk`, the same search as
+:class:`~region_rerank.index.CandidateIndex`). No score matrix larger than
+``chunk_size x chunk_size`` and no KB embedding matrix larger than one chunk is ever held.
+Ties are broken deterministically: score descending, then KB id ascending. With FAISS
+installed (``use_faiss="auto"`` or ``True``) an exact inner-product index is used instead.
 
 Example:
     >>> from region_rerank.eval.pools import build_pools, write_pools_jsonl  # doctest: +SKIP
@@ -20,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -28,11 +28,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from region_rerank._validate import check_choice, check_range
+from region_rerank._validate import check_range
 from region_rerank.cache import EmbeddingCache, pool_embeddings
 from region_rerank.errors import ConfigError
 from region_rerank.eval._schema import EvalDataset, KBEntry, Pool
 from region_rerank.images import ImageLoadOptions, load_image
+from region_rerank.index import exact_topk, faiss_topk, want_faiss
 from region_rerank.progress import progress_bar
 from region_rerank.types import Candidate
 
@@ -126,95 +127,6 @@ def _kb_chunks(
             held = rest.shape[0]
 
 
-def _brute_force(
-    query_emb: torch.Tensor,
-    entries: Sequence[KBEntry],
-    embed: EmbedFn,
-    scorer: Any,
-    k: int,
-    batch_size: int,
-    chunk_size: int,
-    bar: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-``k`` by streaming over KB chunks. ``entries`` must be sorted by id so that
-    a stable descending sort breaks ties by id."""
-    import torch
-
-    n_q = query_emb.shape[0]
-    best_s = torch.full((n_q, 0), float("-inf"))
-    best_i = torch.zeros((n_q, 0), dtype=torch.long)
-    for start, chunk in _kb_chunks(entries, embed, batch_size, chunk_size, bar):
-        new_s, new_i = [], []
-        idx = torch.arange(start, start + chunk.shape[0])
-        for q0 in range(0, n_q, chunk_size):
-            sims = scorer.score(query_emb[q0 : q0 + chunk_size], chunk).float().cpu()
-            sims = torch.nan_to_num(sims, nan=float("-inf"))
-            # Running entries come first and have smaller indices, so a stable sort keeps
-            # (score desc, id asc) order on ties.
-            scores = torch.cat([best_s[q0 : q0 + chunk_size], sims], 1)
-            cand = torch.cat([best_i[q0 : q0 + chunk_size], idx.expand(sims.shape[0], -1)], 1)
-            order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
-            new_s.append(torch.gather(scores, 1, order))
-            new_i.append(torch.gather(cand, 1, order))
-        best_s, best_i = torch.cat(new_s, 0), torch.cat(new_i, 0)
-    return best_s, best_i
-
-
-def _faiss_search(
-    query_emb: torch.Tensor,
-    entries: Sequence[KBEntry],
-    embed: EmbedFn,
-    scorer: Any,
-    k: int,
-    batch_size: int,
-    chunk_size: int,
-    bar: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact inner-product search with a FAISS flat index (scores = dot products, equal to
-    the built-in scorers' cosine on their normalised embeddings)."""
-    import numpy as np
-    import torch
-
-    faiss = _import_faiss()
-    index = None
-    for _, chunk in _kb_chunks(entries, embed, batch_size, chunk_size, bar):
-        arr = np.ascontiguousarray(chunk.numpy(), dtype=np.float32)
-        if index is None:
-            index = faiss.IndexFlatIP(arr.shape[1])
-        index.add(arr)
-    if index is None:
-        raise ConfigError("build_pools: no KB embeddings were produced")
-    scores, ids = index.search(np.ascontiguousarray(query_emb.numpy(), dtype=np.float32), k)
-    s, i = torch.from_numpy(scores).float(), torch.from_numpy(ids).long()
-    # Re-sort each row by (score desc, id asc) for deterministic ties within the top k.
-    keyed = [sorted(zip((-s[r]).tolist(), i[r].tolist())) for r in range(s.shape[0])]
-    s = torch.tensor([[-a for a, _ in row] for row in keyed])
-    i = torch.tensor([[b for _, b in row] for row in keyed], dtype=torch.long)
-    return s, i
-
-
-def _import_faiss() -> Any:
-    """Import FAISS or raise an ``ImportError`` saying how to install it. (No region-rerank
-    extra provides FAISS; the right wheel depends on the platform and GPU.)"""
-    try:
-        import faiss
-    except ImportError as exc:
-        raise ImportError(
-            "build_pools(use_faiss=True) needs faiss: pip install faiss-cpu (or faiss-gpu); "
-            "use_faiss='auto' or False uses the exact brute-force search instead"
-        ) from exc
-    return faiss
-
-
-def _want_faiss(use_faiss: bool | str) -> bool:
-    if use_faiss is True:
-        return True
-    if use_faiss is False:
-        return False
-    check_choice("use_faiss", use_faiss, ("auto",))
-    return importlib.util.find_spec("faiss") is not None
-
-
 def build_pools(
     dataset: EvalDataset,
     scorer: Any,
@@ -254,9 +166,7 @@ def build_pools(
     check_range("batch_size", batch_size, 1)
     check_range("chunk_size", chunk_size, 1)
     _check_scorer(scorer)
-    faiss_on = _want_faiss(use_faiss)
-    if faiss_on:
-        _import_faiss()
+    faiss_on = want_faiss(use_faiss)
     entries = sorted(
         (e for e in dataset.kb.values() if (e.text and e.text.strip()) or e.images),
         key=lambda e: e.id,
@@ -281,9 +191,14 @@ def build_pools(
     )
     query_emb = _embed_queries(dataset, scorer, batch_size, image_options)
     embed = _kb_embedder(scorer, cache, int(query_emb.shape[1]), batch_size, image_options)
-    search = _faiss_search if faiss_on else _brute_force
     with progress_bar(len(entries), "pools (KB)", progress, unit="entry") as bar:
-        scores, idx = search(query_emb, entries, embed, scorer, kk, batch_size, chunk_size, bar)
+        blocks = _kb_chunks(entries, embed, batch_size, chunk_size, bar)
+        if faiss_on:
+            scores, idx = faiss_topk(query_emb, blocks, kk)
+        else:
+            scores, idx = exact_topk(
+                query_emb, blocks, kk, score=scorer.score, query_block=chunk_size
+            )
     pools: dict[str, Pool] = {}
     for row, query in enumerate(dataset.queries):
         pools[query.id] = tuple(

@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from region_rerank.world_cli import add_world_arguments, world_overrides
+
 __all__ = ["add_proposal_arguments", "run_proposal_training"]
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,10 @@ def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights", help="output safetensors (default: OUT/proposal_policy.safetensors)"
     )
     parser.add_argument("--n-train", type=int, default=1500, help="train queries if generated")
+    parser.add_argument(
+        "--world-seed", type=int, default=0, help="seed of the generated world (default 0)"
+    )
+    add_world_arguments(parser)
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--beta", type=float, default=d.beta, help="KL weight")
     parser.add_argument("--lr", type=float, default=d.lr)
@@ -59,7 +65,14 @@ def run_proposal_training(args: argparse.Namespace) -> dict[str, Any]:
         from region_rerank.demo.world import make_world
 
         logger.info("generating the demo world in %s", world)
-        make_world(world, seed=0, n_train=args.n_train, n_val=200, n_test=500)
+        make_world(
+            world,
+            seed=args.world_seed,
+            n_train=args.n_train,
+            n_val=200,
+            n_test=0,
+            **world_overrides(args),
+        )
     cfg = ProposalTrainingConfig(
         epochs=args.epochs,
         beta=args.beta,

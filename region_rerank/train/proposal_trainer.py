@@ -301,6 +301,20 @@ def plot_reward_curve(result: TrainResult, path: str | Path, title: str = "") ->
     plt.close(fig)
 
 
+def _world_card(world: Path) -> dict[str, Any] | None:
+    """The training world's seed and scene options (from its ``world.json``), for the
+    weights' card; ``None`` for a folder without a manifest."""
+    import json
+
+    try:
+        manifest = json.loads((world / "world.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    scene = dict(manifest.get("scene_config", {}))
+    scene.pop("templates", None)  # long; the phrasing names the frames
+    return {"seed": manifest.get("seed"), "scene": scene}
+
+
 def train_proposal_policy(
     world: str | Path,
     out_dir: str | Path,
@@ -373,6 +387,7 @@ def train_proposal_policy(
         "epochs_run": len(result.val_history),
         "best_epoch": result.best_epoch,
         "val_at_best": best,
+        "world": _world_card(Path(world)),
         "config": {
             "epochs": cfg.epochs,
             "batch_queries": cfg.batch_queries,

@@ -1,0 +1,470 @@
+"""A searchable index of candidate embeddings: the first stage of a retrieval pipeline.
+
+:class:`CandidateIndex` holds the ids and the embeddings of a knowledge base, computed by a
+scorer (each entry's images and text, combined as the reranker combines them), and finds
+the top-``k`` entries for query embeddings:
+
+* exact search with torch by default, over blocks of at most ``chunk_size`` entries and
+  queries (memory bounded), ties broken by position (the order entries were added);
+* FAISS (``pip install faiss-cpu``) when installed and asked for, with an exact
+  inner-product index (``IndexFlatIP``) unless you pass your own.
+
+It saves to a folder (``embeddings.safetensors`` + ``index.json`` with the ids and the
+scorer's name) and loads back; loading it for a different scorer raises. The evaluation
+harness's pool builder (:func:`region_rerank.eval.pools.build_pools`) and the region-aware
+retriever (:mod:`region_rerank.retrieval`) search with :func:`exact_topk`, the one
+implementation of KB search. A sharded, resumable build for large KBs is in
+:mod:`region_rerank.index_shards`.
+
+Example:
+    >>> import torch
+    >>> index = CandidateIndex(["a", "b", "c"], torch.eye(3))
+    >>> index.search(torch.tensor([[0.0, 1.0, 0.0]]), k=2)[0][0]
+    ('b', 1.0)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from region_rerank._validate import check_choice, check_range
+from region_rerank.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+
+    from region_rerank.cache import EmbeddingCache
+    from region_rerank.images import ImageLoadOptions
+    from region_rerank.types import Candidate
+
+__all__ = [
+    "INDEX_FORMAT",
+    "CandidateIndex",
+    "embed_candidates_in_batches",
+    "exact_topk",
+    "faiss_available",
+    "faiss_topk",
+    "want_faiss",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Format tag of ``index.json``.
+INDEX_FORMAT = "region-rerank-index/1"
+ScoreFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+Hits = list[list[tuple[str, float]]]
+
+
+def _dot(queries: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    return queries @ block.T
+
+
+def exact_topk(
+    queries: torch.Tensor,
+    blocks: Iterable[tuple[int, torch.Tensor]],
+    k: int,
+    *,
+    score: ScoreFn | None = None,
+    query_block: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-``k`` of ``queries`` over a stream of KB embedding blocks.
+
+    Args:
+        queries: ``Q x D`` query embeddings.
+        blocks: ``(start position, B x D embeddings)`` in increasing position order; only
+            one block is held at a time.
+        k: Hits per query.
+        score: ``(queries, block) -> Q x B`` similarities (default: dot product, the
+            cosine of normalised embeddings).
+        query_block: Queries scored at once (bounds the score matrix).
+
+    Returns:
+        ``(scores, positions)``, each ``Q x min(k, seen)``, best first; ties go to the
+        smaller position. NaN scores rank last.
+    """
+    import torch
+
+    check_range("k", k, 1)
+    score_fn = score or _dot
+    queries = queries.float().cpu()
+    n_q = queries.shape[0]
+    best_s = torch.full((n_q, 0), float("-inf"))
+    best_i = torch.zeros((n_q, 0), dtype=torch.long)
+    for start, block in blocks:
+        block = block.float().cpu()
+        idx = torch.arange(start, start + block.shape[0])
+        new_s, new_i = [], []
+        for q0 in range(0, n_q, query_block):
+            sims = score_fn(queries[q0 : q0 + query_block], block).float().cpu()
+            sims = torch.nan_to_num(sims, nan=float("-inf"))
+            # Kept hits come first and have smaller positions, so a stable sort keeps
+            # (score desc, position asc) order on ties.
+            scores = torch.cat([best_s[q0 : q0 + query_block], sims], 1)
+            cand = torch.cat([best_i[q0 : q0 + query_block], idx.expand(sims.shape[0], -1)], 1)
+            order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+            new_s.append(torch.gather(scores, 1, order))
+            new_i.append(torch.gather(cand, 1, order))
+        if new_s:
+            best_s, best_i = torch.cat(new_s, 0), torch.cat(new_i, 0)
+    return best_s, best_i
+
+
+def faiss_available() -> bool:
+    """Whether FAISS can be imported."""
+    return importlib.util.find_spec("faiss") is not None
+
+
+def _import_faiss() -> Any:
+    from region_rerank._optional import require
+
+    return require("faiss", feature="FAISS search (use_faiss=False: exact torch search)")
+
+
+def want_faiss(use_faiss: bool | str) -> bool:
+    """Resolve ``use_faiss``: ``True`` (FAISS required: ``ImportError`` when missing),
+    ``False``, or ``"auto"`` (when installed)."""
+    if use_faiss is True:
+        _import_faiss()
+        return True
+    if use_faiss is False:
+        return False
+    check_choice("use_faiss", use_faiss, ("auto",))
+    return faiss_available()
+
+
+def faiss_topk(
+    queries: torch.Tensor, blocks: Iterable[tuple[int, torch.Tensor]], k: int, index: Any = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` with a FAISS index (``IndexFlatIP`` unless ``index`` is given) filled from
+    ``blocks``; ties re-sorted by position so results match :func:`exact_topk`."""
+    import numpy as np
+    import torch
+
+    faiss = _import_faiss()
+    for _, block in blocks:
+        arr = np.ascontiguousarray(block.float().cpu().numpy(), dtype=np.float32)
+        if index is None:
+            index = faiss.IndexFlatIP(arr.shape[1])
+        index.add(arr)
+    if index is None:
+        n = queries.shape[0]
+        return torch.zeros(n, 0), torch.zeros(n, 0, dtype=torch.long)
+    q = np.ascontiguousarray(queries.float().cpu().numpy(), dtype=np.float32)
+    scores, ids = index.search(q, min(k, index.ntotal))
+    rows = [
+        sorted((-float(s), int(i)) for s, i in zip(sr, ir) if i >= 0) for sr, ir in zip(scores, ids)
+    ]
+    width = min(len(r) for r in rows) if rows else 0
+    s = torch.tensor([[-a for a, _ in r[:width]] for r in rows], dtype=torch.float32)
+    i = torch.tensor([[b for _, b in r[:width]] for r in rows], dtype=torch.long)
+    return s.reshape(len(rows), width), i.reshape(len(rows), width)
+
+
+def embed_candidates_in_batches(
+    candidates: Iterable[Candidate],
+    scorer: Any,
+    *,
+    batch_size: int = 64,
+    cache: EmbeddingCache | None = None,
+    dim: int | None = None,
+    image_options: ImageLoadOptions | None = None,
+) -> Iterator[tuple[list[str], torch.Tensor]]:
+    """Yield ``(ids, B x D float32 CPU embeddings)`` for ``candidates``, ``batch_size`` at a
+    time, combined as the reranker combines a candidate's images and text (through
+    ``cache`` when given, so a later re-rank reuses them; ``dim`` is then the scorer's
+    embedding size, probed with one text when not given)."""
+    from region_rerank.cache import pool_embeddings
+
+    check_range("batch_size", batch_size, 1)
+    if cache is not None and dim is None:
+        dim = int(scorer.embed_texts(["dimension probe"]).shape[1])
+    batch: list[Candidate] = []
+
+    def flush() -> tuple[list[str], torch.Tensor]:
+        if cache is None:
+            emb = scorer.embed_candidates(batch, image_options)
+        else:
+            mats, _ = pool_embeddings(
+                scorer,
+                [batch],
+                cache,
+                dim=int(dim or 0),
+                device="cpu",
+                batch_size=batch_size,
+                image_options=image_options,
+            )
+            emb = mats[0]
+        return [c.id for c in batch], emb.float().cpu()
+
+    for cand in candidates:
+        batch.append(cand)
+        if len(batch) == batch_size:
+            yield flush()
+            batch = []
+    if batch:
+        yield flush()
+
+
+class CandidateIndex:
+    """Ids and embeddings of a KB, searchable by query embeddings.
+
+    Args:
+        ids: Entry ids (unique).
+        embeddings: ``N x D`` embeddings, row ``i`` for ``ids[i]`` (kept as float32 on
+            the CPU).
+        scorer_name: Name of the scorer that made them (checked when searching with, or
+            loading for, a scorer).
+
+    Raises:
+        ConfigError: Duplicate ids, or ids and embeddings that do not line up.
+    """
+
+    def __init__(
+        self, ids: Sequence[str], embeddings: torch.Tensor, *, scorer_name: str | None = None
+    ) -> None:
+        import torch
+
+        self._ids: list[str] = []
+        self._positions: dict[str, int] = {}
+        self._blocks: list[torch.Tensor] = []
+        self._dim: int | None = None
+        self.scorer_name = scorer_name
+        #: Ids :meth:`build` left out (no text, image or embedding).
+        self.skipped: tuple[str, ...] = ()
+        self.add(ids, embeddings if len(ids) else torch.zeros(0, embeddings.shape[-1]))
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(
+        cls,
+        candidates: Iterable[Candidate],
+        scorer: Any,
+        *,
+        batch_size: int = 64,
+        cache: EmbeddingCache | None = None,
+        image_options: ImageLoadOptions | None = None,
+        progress: bool = True,
+        total: int | None = None,
+    ) -> CandidateIndex:
+        """Embed ``candidates`` with ``scorer`` (a bi-encoder) into a new index, streaming
+        (only the embeddings are kept).
+
+        Args:
+            candidates: The KB entries (any iterable; ``total`` sizes the progress bar).
+            scorer: A :class:`~region_rerank.scorers.base.Scorer`.
+            batch_size: Candidates per embedding call.
+            cache: Share embeddings with a reranker's cache.
+            image_options: Pixel budget / URL policy for decoding images.
+            progress: Show a progress bar.
+            total: Number of candidates, when known.
+        """
+        from region_rerank.progress import progress_bar
+
+        if not hasattr(scorer, "embed_candidates"):
+            raise ConfigError(
+                f"an index needs a bi-encoder scorer (embed_candidates); got "
+                f"{type(scorer).__name__}. Cross-encoders cannot build an index."
+            )
+        name = str(getattr(scorer, "name", type(scorer).__name__))
+        index: CandidateIndex | None = None
+        empty: list[str] = []
+
+        def usable(items: Iterable[Candidate]) -> Iterator[Candidate]:
+            for c in items:
+                if (c.text and c.text.strip()) or c.images or c.embedding is not None:
+                    yield c
+                else:
+                    empty.append(c.id)
+
+        with progress_bar(total, "index", progress, unit="entry") as bar:
+            for ids, emb in embed_candidates_in_batches(
+                usable(candidates),
+                scorer,
+                batch_size=batch_size,
+                cache=cache,
+                image_options=image_options,
+            ):
+                if index is None:
+                    index = cls(ids, emb, scorer_name=name)
+                else:
+                    index.add(ids, emb)
+                bar.update(len(ids))
+        if empty:
+            logger.warning(
+                "%d entries have neither text, images nor an embedding and are not indexed "
+                "(e.g. %s)",
+                len(empty),
+                empty[:3],
+            )
+        if index is None:
+            raise ConfigError("CandidateIndex.build: no usable candidates were given")
+        index.skipped = tuple(empty)
+        return index
+
+    def add(self, ids: Sequence[str], embeddings: torch.Tensor) -> None:
+        """Append entries.
+
+        Raises:
+            ConfigError: A duplicate id, a row count that differs from ``len(ids)``, or an
+                embedding size that differs from the index's.
+        """
+        ids = [str(i) for i in ids]
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(ids):
+            raise ConfigError(
+                f"add: {len(ids)} ids but embeddings of shape {tuple(embeddings.shape)}"
+            )
+        if self._dim is not None and embeddings.shape[1] != self._dim:
+            raise ConfigError(
+                f"add: embeddings of size {embeddings.shape[1]}, index has {self._dim}"
+            )
+        seen = set(self._positions)
+        for i in ids:
+            if i in seen:
+                raise ConfigError(f"add: duplicate id {i!r}")
+            seen.add(i)
+        for i in ids:
+            self._positions[i] = len(self._ids)
+            self._ids.append(i)
+        self._dim = int(embeddings.shape[1])
+        if ids:
+            self._blocks.append(embeddings.detach().float().cpu().contiguous())
+
+    # ------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Entry ids in insertion order."""
+        return tuple(self._ids)
+
+    @property
+    def dim(self) -> int | None:
+        """Embedding size (``None`` for an index with no entry yet)."""
+        return self._dim
+
+    def embeddings(self) -> torch.Tensor:
+        """All embeddings, ``N x D`` (a new tensor)."""
+        import torch
+
+        if not self._blocks:
+            return torch.zeros(0, self._dim or 0)
+        return torch.cat(self._blocks, 0)
+
+    def _iter_blocks(self, chunk_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+        start = 0
+        for block in self._blocks:
+            for i in range(0, block.shape[0], chunk_size):
+                part = block[i : i + chunk_size]
+                yield start + i, part
+            start += block.shape[0]
+
+    def search(
+        self,
+        queries: torch.Tensor,
+        k: int,
+        *,
+        scorer: Any = None,
+        use_faiss: bool | str = False,
+        chunk_size: int = 4096,
+    ) -> Hits:
+        """The top-``k`` entries for each query embedding.
+
+        Args:
+            queries: ``Q x D`` (or ``D``) query embeddings from the index's scorer.
+            k: Hits per query (capped at the index size).
+            scorer: Score with ``scorer.score`` (checked against the index's scorer name);
+                default: dot product.
+            use_faiss: ``True`` (require FAISS), ``"auto"`` (when installed) or ``False``.
+            chunk_size: Entries and queries per scoring block (memory bound).
+
+        Returns:
+            For each query, ``[(id, score), ...]`` best first; ties by insertion order.
+
+        Raises:
+            ConfigError: Bad ``k``, a dimension mismatch or a different scorer.
+        """
+        check_range("k", k, 1)
+        check_range("chunk_size", chunk_size, 1)
+        if queries.ndim == 1:
+            queries = queries[None]
+        if self._dim is not None and queries.shape[-1] != self._dim:
+            raise ConfigError(
+                f"query embeddings of size {queries.shape[-1]}; the index holds size {self._dim}"
+            )
+        score = None
+        if scorer is not None:
+            self.check_scorer(scorer)
+            score = scorer.score
+        blocks = self._iter_blocks(chunk_size)
+        if score is None and want_faiss(use_faiss):
+            s, i = faiss_topk(queries, blocks, k)
+        else:
+            s, i = exact_topk(queries, blocks, k, score=score, query_block=chunk_size)
+        return [
+            [(self._ids[j], float(v)) for v, j in zip(srow, irow) if j >= 0]
+            for srow, irow in zip(s.tolist(), i.tolist())
+        ]
+
+    def check_scorer(self, scorer: Any) -> None:
+        """Raise :class:`ConfigError` when ``scorer`` is not the one that built the index."""
+        name = str(getattr(scorer, "name", type(scorer).__name__))
+        if self.scorer_name is not None and name != self.scorer_name:
+            raise ConfigError(
+                f"the index was built with scorer {self.scorer_name!r}; searching it with "
+                f"{name!r} would compare embeddings of different models"
+            )
+
+    # ------------------------------------------------------------------ files
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``embeddings.safetensors`` and ``index.json`` into ``folder``."""
+        from safetensors.torch import save_file
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file(
+            {"embeddings": self.embeddings().contiguous()}, str(out / "embeddings.safetensors")
+        )
+        meta = {
+            "format": INDEX_FORMAT,
+            "scorer": self.scorer_name,
+            "dim": self._dim,
+            "count": len(self),
+            "ids": self._ids,
+        }
+        (out / "index.json").write_text(json.dumps(meta) + "\n", encoding="utf-8")
+        logger.info("saved an index of %d entries to %s", len(self), out)
+        return out
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], *, scorer: Any = None) -> CandidateIndex:
+        """Load an index written by :meth:`save`.
+
+        Args:
+            folder: The index folder.
+            scorer: When given, the index must have been built by this scorer.
+
+        Raises:
+            ModelLoadError: Missing or unreadable files.
+            ConfigError: A different scorer, or files that do not line up.
+        """
+        from safetensors.torch import load_file
+
+        root = Path(folder)
+        try:
+            meta = json.loads((root / "index.json").read_text(encoding="utf-8"))
+            emb = load_file(str(root / "embeddings.safetensors"))["embeddings"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"cannot load an index from {root}: {exc}") from exc
+        if meta.get("format") != INDEX_FORMAT:
+            raise ConfigError(f"{root}: not a region-rerank index ({meta.get('format')!r})")
+        index = cls(meta["ids"], emb, scorer_name=meta.get("scorer"))
+        if scorer is not None:
+            index.check_scorer(scorer)
+        return index
