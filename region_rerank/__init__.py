@@ -15,7 +15,8 @@ Modules:
   (batch halving on out-of-memory), :mod:`~region_rerank.budget` (time and length limits).
 * Components: :mod:`~region_rerank.croppers`, :mod:`~region_rerank.scorers`,
   :mod:`~region_rerank.proposals` (the proposal grid), :mod:`~region_rerank.index` (the
-  candidate index, the first-stage search), the spec registry
+  candidate index, the first-stage search), :mod:`~region_rerank.retrieval` (region-aware
+  retrieval: the decision drives the search and the re-rank), the spec registry
   (:mod:`~region_rerank.spec_registry`, :mod:`~region_rerank.specs`) and
   :mod:`~region_rerank.factory` (building components from spec strings).
 * Data and inputs: :mod:`~region_rerank.types`, :mod:`~region_rerank.images`,
@@ -98,6 +99,7 @@ _EXPORTS: dict[str, str] = {
     "RerankerConfig": "region_rerank.reranker",
     # first-stage search
     "CandidateIndex": "region_rerank.index",
+    "RegionRetriever": "region_rerank.retrieval",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -105,7 +107,6 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 if TYPE_CHECKING:
     from region_rerank.boxes import CoordFrame
     from region_rerank.cache import EmbeddingCache
-    from region_rerank.index import CandidateIndex
     from region_rerank.croppers.base import BaseCropper, QueryCropper
     from region_rerank.croppers.baselines import CenterCropper, RandomCropper
     from region_rerank.croppers.full import FullImageCropper
@@ -132,6 +133,8 @@ if TYPE_CHECKING:
     )
     from region_rerank.factory import build_cropper, build_scorer
     from region_rerank.images import ImageLoadOptions, load_image
+    from region_rerank.index import CandidateIndex
+    from region_rerank.retrieval import RegionRetriever
     from region_rerank.reranker import CroppedReranker, RerankerConfig
     from region_rerank.scorers.base import CandidateEmbeddingConfig, PairScorer, Scorer
     from region_rerank.scorers.clip import ClipScorer

@@ -97,6 +97,18 @@ class RerankerConfig:
         check_int("max_question_chars", self.max_question_chars, 1)
 
 
+@dataclass
+class _Prepared:
+    """Queries with their decoded images and final decisions (the part of a re-rank that
+    needs no candidates; :mod:`region_rerank.retrieval` searches with it)."""
+
+    queries: list[Query]
+    images: list[Image.Image]
+    decisions: list[CropDecision]
+    errors: list[str | None]
+    timings: dict[str, float]
+
+
 def _load(component: Any) -> None:
     """Load a component's model now if it loads lazily (it has a ``load()`` method); a
     no-op once loaded."""
@@ -356,13 +368,9 @@ class CroppedReranker:
             return [None]
         return [None, decision.box] if self.config.fusion == "max" else [decision.box]
 
-    def _run(
-        self,
-        queries: list[Query],
-        pools: list[list[Candidate]],
-        top_n: int | None,
-        decisions: Sequence[CropDecision] | None,
-    ) -> list[RerankResult]:
+    def _prepare(self, queries: list[Query], decisions: Sequence[CropDecision] | None) -> _Prepared:
+        """Decode each query image once and settle its decision (the cropper's, or the one
+        given), clamped and grown per the config."""
         timings: dict[str, float] = {"batch_queries": float(len(queries))}
         queries = [limit_question(q, self.config.max_question_chars) for q in queries]
         t = _now()
@@ -378,15 +386,25 @@ class CroppedReranker:
             self._postprocess(q, d, img.size) for q, (d, _), img in zip(queries, decided, images)
         ]
         timings["crop"] = _now() - t
+        errors = [err for _, err in decided]
+        return _Prepared(queries, images, final, errors, timings)
+
+    def _finish(
+        self, prep: _Prepared, pools: list[list[Candidate]], top_n: int | None
+    ) -> list[RerankResult]:
+        """Score ``pools`` against the prepared views and rank them."""
+        timings = prep.timings
         scorer = self.scorer
         if isinstance(scorer, PairScorer) and not hasattr(scorer, "embed_images"):
-            per_query = self._score_pairs(scorer, queries, images, final, pools, timings)
+            per_query = self._score_pairs(
+                scorer, prep.queries, prep.images, prep.decisions, pools, timings
+            )
         else:
-            per_query = self._score_embeddings(scorer, images, final, pools, timings)
+            per_query = self._score_embeddings(scorer, prep.images, prep.decisions, pools, timings)
         results = []
         t = _now()
-        for query, pool, decision, (view, full), (_, err) in zip(
-            queries, pools, final, per_query, decided
+        for query, pool, decision, (view, full), err in zip(
+            prep.queries, pools, prep.decisions, per_query, prep.errors
         ):
             fused = fuse_scores(
                 view,
@@ -403,6 +421,15 @@ class CroppedReranker:
             RerankResult(q.id, r, d, timings, fallback=err is not None, error=err)
             for q, r, d, err in results
         ]
+
+    def _run(
+        self,
+        queries: list[Query],
+        pools: list[list[Candidate]],
+        top_n: int | None,
+        decisions: Sequence[CropDecision] | None,
+    ) -> list[RerankResult]:
+        return self._finish(self._prepare(queries, decisions), pools, top_n)
 
     def _score_embeddings(
         self,
