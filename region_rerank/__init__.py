@@ -134,8 +134,8 @@ if TYPE_CHECKING:
     from region_rerank.factory import build_cropper, build_scorer
     from region_rerank.images import ImageLoadOptions, load_image
     from region_rerank.index import CandidateIndex
-    from region_rerank.retrieval import RegionRetriever
     from region_rerank.reranker import CroppedReranker, RerankerConfig
+    from region_rerank.retrieval import RegionRetriever
     from region_rerank.scorers.base import CandidateEmbeddingConfig, PairScorer, Scorer
     from region_rerank.scorers.clip import ClipScorer
     from region_rerank.scorers.cross_encoder import CrossEncoderScorer

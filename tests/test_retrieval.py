@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import region_rerank.reranker as reranker_module
-from region_rerank import CandidateIndex, Candidate, CroppedReranker, Query, RerankerConfig
+from region_rerank import Candidate, CandidateIndex, CroppedReranker, Query, RerankerConfig
 from region_rerank.boxes import CoordFrame
 from region_rerank.errors import ConfigError, CropperError
 from region_rerank.retrieval import RegionRetriever, reciprocal_rank_fusion
