@@ -176,8 +176,17 @@ def _add_eval_parser(sub: Any) -> None:
     ev.add_argument(
         "--build-pools",
         action="store_true",
-        help="build top-20 pools with --scorer when the dataset has none",
+        help="build top-K pools with --scorer when the dataset has none",
     )
+    ev.add_argument(
+        "--retrieve",
+        choices=("full", "view", "fused"),
+        default=None,
+        help="give each method its own first stage over an index of the KB, searched with "
+        "the full image, the method's own view, or both fused (instead of the dataset's "
+        "pools); coverage is then per method and R@K end to end",
+    )
+    ev.add_argument("--k", type=int, default=20, help="pool size when pools are built (20)")
 
 
 def _draw(image_path: str, decision: object, out: str) -> None:
@@ -288,6 +297,8 @@ def _eval(args: argparse.Namespace) -> int:
         n_examples=args.examples,
         limit=args.limit,
         build_pools_if_missing=args.build_pools,
+        pool_k=args.k,
+        retrieve=args.retrieve,
     )
     print(format_markdown_table(results), end="")
     print(f"wrote {args.out}")

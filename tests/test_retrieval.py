@@ -168,3 +168,61 @@ def test_reciprocal_rank_fusion_rewards_agreement() -> None:
     fused = reciprocal_rank_fusion([[("a", 0.9), ("b", 0.8)], [("b", 0.7), ("c", 0.6)]], k=3)
     assert [c for c, _ in fused] == ["b", "a", "c"]
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def _dataset() -> Any:
+    from region_rerank.eval._schema import EvalDataset, EvalQuery, KBEntry
+    from region_rerank.types import Box
+
+    kb = {
+        f"kb_{c}": KBEntry(f"kb_{c}", f"{c} entity", (Image.new("RGB", (16, 16), _rgb(c)),))
+        for c in COLOURS
+    }
+    queries = tuple(
+        EvalQuery(t, _scene(d, t, b), "what is the small thing?", frozenset({f"kb_{t}"}), Box(*b))
+        for d, t, b in SCENES
+    )
+    return EvalDataset(name="scenes", queries=queries, kb=kb)
+
+
+def test_eval_gives_each_method_its_own_first_stage(tmp_path: Any) -> None:
+    from region_rerank.eval.runner import run_eval
+
+    data = _dataset()
+    view = run_eval(
+        data,
+        {"oracle": "oracle"},
+        FakeScorer(),
+        tmp_path / "view",
+        pool_k=1,
+        retrieve="view",
+        n_examples=0,
+        progress=False,
+    )
+    assert view["full"]["coverage"] == 0.0  # the whole image finds the big distractor
+    assert view["oracle"]["coverage"] == 1.0  # the crop finds the target
+    assert view["oracle"]["R@1"] == 1.0
+    full = run_eval(
+        data,
+        {"oracle": "oracle"},
+        FakeScorer(),
+        tmp_path / "full",
+        pool_k=1,
+        retrieve="full",
+        n_examples=0,
+        progress=False,
+    )
+    assert full["oracle"]["coverage"] == full["full"]["coverage"] == 0.0
+    with pytest.raises(ConfigError, match="different run"):
+        run_eval(
+            data,
+            {"oracle": "oracle"},
+            FakeScorer(),
+            tmp_path / "view",
+            pool_k=1,
+            retrieve="fused",
+            n_examples=0,
+            progress=False,
+        )
+    with pytest.raises(ConfigError, match="retrieve"):
+        run_eval(data, {}, FakeScorer(), tmp_path / "bad", retrieve="nearest", progress=False)

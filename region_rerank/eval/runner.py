@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from region_rerank._validate import check_choice
 from region_rerank.boxes import clamp_box
 from region_rerank.errors import ConfigError
 from region_rerank.eval._rows import iter_jsonl
@@ -105,6 +106,7 @@ class _Method:
     reranker: Any
     oracle: bool
     done: dict[str, dict[str, Any]]
+    retriever: Any = None
 
 
 def _file_stem(name: str) -> str:
@@ -270,27 +272,55 @@ def _make_methods(
     return out_methods
 
 
+def _attach_retrievers(
+    methods: list[_Method],
+    dataset: EvalDataset,
+    scorer: Any,
+    cache: Any,
+    mode: str,
+    k: int,
+    progress: bool,
+) -> None:
+    """Give every method a first stage of its own over one index of the KB."""
+    from region_rerank.index import CandidateIndex
+    from region_rerank.retrieval import RegionRetriever
+
+    kb = {kid: entry.to_candidate() for kid, entry in sorted(dataset.kb.items())}
+    index = CandidateIndex.build(kb.values(), scorer, cache=cache, progress=progress, total=len(kb))
+    for m in methods:
+        m.retriever = RegionRetriever(m.reranker, index, kb, mode=mode, k=k)
+
+
 def _run_batch(
     batch: Sequence[EvalQuery],
     dataset: EvalDataset,
     methods: list[_Method],
     files: Sequence[IO[str]],
 ) -> None:
-    pools = {q.id: dataset.candidates(q.id) for q in batch}
+    pools = {q.id: dataset.candidates(q.id) for q in batch} if dataset.pools else {}
     full = methods[0]
     for method, fh in zip(methods, files):
         todo = [q for q in batch if q.id not in method.done]
         if not todo:
             continue
         decisions = [_oracle_decision(q) for q in todo] if method.oracle else None
-        results = method.reranker.rerank_batch(
-            [q.to_query() for q in todo], [pools[q.id] for q in todo], decisions=decisions
-        )
+        if method.retriever is not None:  # the method's own first stage
+            results = method.retriever.retrieve_batch(
+                [q.to_query() for q in todo], decisions=decisions
+            )
+        else:
+            results = method.reranker.rerank_batch(
+                [q.to_query() for q in todo], [pools[q.id] for q in todo], decisions=decisions
+            )
         for query, result in zip(todo, results):
             if method is full:
                 full_rank = first_positive_rank(result.ids, query.positives)
             else:
                 full_rank = full.done[query.id]["first_positive_rank"]
+                if method.retriever is not None and not query.positives & set(result.ids):
+                    # Own first stage: the full-image rank (from the full method's pool)
+                    # splits crop rates only where this method's pool holds a positive.
+                    full_rank = None
             rec = _record(query, result, full_rank)
             method.done[query.id] = rec
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -312,6 +342,7 @@ def run_eval(
     limit: int | None = None,
     build_pools_if_missing: bool = False,
     pool_k: int = 20,
+    retrieve: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate croppers on ``dataset`` and write the report under ``out_dir``.
 
@@ -334,7 +365,12 @@ def run_eval(
             rest (the fingerprint covers the whole dataset).
         build_pools_if_missing: Build top-``pool_k`` pools with ``scorer`` when the dataset
             has none (written to ``out_dir/pools.jsonl``) instead of raising.
-        pool_k: Pool size when pools are built.
+        pool_k: Pool size when pools are built (and of the first stage with ``retrieve``).
+        retrieve: Instead of the dataset's pools, give each method its own first stage
+            (:class:`~region_rerank.retrieval.RegionRetriever` over an index of the KB
+            built with ``scorer``): ``"full"`` (search with the whole image), ``"view"``
+            (with the method's own view) or ``"fused"``. ``coverage`` then measures each
+            method's own pool, and R@K is end to end.
 
     Returns:
         Method name -> metrics (``"full"`` first), as written to ``metrics.json``.
@@ -357,19 +393,28 @@ def run_eval(
 
     cfg = replace(reranker_config or RerankerConfig(), top_n=None)
     cache = EmbeddingCache(cfg.cache_bytes)
-    dataset = _with_pools(
-        dataset, scorer, build_pools_if_missing, pool_k, out, progress, cache, resume
-    )
+    if retrieve is None:
+        dataset = _with_pools(
+            dataset, scorer, build_pools_if_missing, pool_k, out, progress, cache, resume
+        )
+    else:
+        from region_rerank.retrieval import RETRIEVE_MODES
+
+        check_choice("retrieve", retrieve, RETRIEVE_MODES)
     fingerprint = {
         "dataset": dataset.name,
         "num_queries": len(dataset),
         "scorer": str(getattr(scorer, "name", type(scorer).__name__)),
         "methods": sorted(specs),
     }
+    if retrieve is not None:
+        fingerprint["retrieve"] = [retrieve, pool_k]
     _check_fingerprint(out, fingerprint, resume)
     selected = list(dataset.queries[:limit] if limit is not None else dataset.queries)
     known = {q.id for q in dataset.queries}
     meths = _make_methods(specs, scorer, cfg, cache, out, known)
+    if retrieve is not None:
+        _attach_retrievers(meths, dataset, scorer, cache, retrieve, pool_k, progress)
     pending = [q for q in selected if any(q.id not in m.done for m in meths)]
     logger.info(
         "evaluating %d methods on %d queries (%d already recorded)",
