@@ -15,7 +15,8 @@ Modules:
   (batch halving on out-of-memory), :mod:`~region_rerank.budget` (time and length limits).
 * Components: :mod:`~region_rerank.croppers`, :mod:`~region_rerank.scorers`,
   :mod:`~region_rerank.proposals` (the proposal grid), :mod:`~region_rerank.index` (the
-  candidate index, the first-stage search), :mod:`~region_rerank.retrieval` (region-aware
+  candidate index, the first-stage search; :mod:`~region_rerank.index_shards` builds it
+  across processes), :mod:`~region_rerank.retrieval` (region-aware
   retrieval: the decision drives the search and the re-rank), the spec registry
   (:mod:`~region_rerank.spec_registry`, :mod:`~region_rerank.specs`) and
   :mod:`~region_rerank.factory` (building components from spec strings).
@@ -27,8 +28,8 @@ Modules:
 * Around the core: :mod:`~region_rerank.eval` (benchmarks and metrics),
   :mod:`~region_rerank.train` (r-GRPO), :mod:`~region_rerank.demo` (the offline demo world),
   :mod:`~region_rerank.bench` (speed and quality benchmarks), :mod:`~region_rerank.cli`,
-  :mod:`~region_rerank.convert_cli` and :mod:`~region_rerank.world_cli` (the
-  ``region-rerank`` command).
+  :mod:`~region_rerank.convert_cli`, :mod:`~region_rerank.index_cli` and
+  :mod:`~region_rerank.world_cli` (the ``region-rerank`` command).
 """
 
 from __future__ import annotations

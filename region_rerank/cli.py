@@ -24,6 +24,7 @@ from typing import Any
 from region_rerank.bench.quality_cli import add_quality_parser
 from region_rerank.convert_cli import add_convert_parsers
 from region_rerank.errors import RegionRerankError
+from region_rerank.index_cli import add_index_parsers
 from region_rerank.specs import usage_line
 from region_rerank.world_cli import add_world_arguments, world_overrides
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_parser(sub)
     _add_train_parser(sub)
     add_convert_parsers(sub)
+    add_index_parsers(sub)
     return parser
 
 

@@ -428,9 +428,6 @@ class CandidateIndex:
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {"embeddings": self.embeddings().contiguous()}, str(out / "embeddings.safetensors")
-        )
         meta = {
             "format": INDEX_FORMAT,
             "scorer": self.scorer_name,
@@ -438,7 +435,14 @@ class CandidateIndex:
             "count": len(self),
             "ids": self._ids,
         }
-        (out / "index.json").write_text(json.dumps(meta) + "\n", encoding="utf-8")
+        # Temporary names, then renames: a reader never sees half a file.
+        suffix = f".{os.getpid()}.tmp"
+        emb_tmp = out / ("embeddings.safetensors" + suffix)
+        meta_tmp = out / ("index.json" + suffix)
+        save_file({"embeddings": self.embeddings().contiguous()}, str(emb_tmp))
+        meta_tmp.write_text(json.dumps(meta) + "\n", encoding="utf-8")
+        emb_tmp.replace(out / "embeddings.safetensors")
+        meta_tmp.replace(out / "index.json")
         logger.info("saved an index of %d entries to %s", len(self), out)
         return out
 

@@ -58,6 +58,7 @@ __all__ = [
     "EvalDataset",
     "Pool",
     "load_jsonl_dataset",
+    "load_kb_jsonl",
     "load_pools_jsonl",
     "write_jsonl_dataset",
 ]
@@ -173,6 +174,43 @@ def warn_unknown_positives(queries: tuple[EvalQuery, ...], kb: Mapping[str, KBEn
         )
 
 
+def _read_kb(kb_file: Path, issues: RowIssues) -> dict[str, KBEntry]:
+    kb: dict[str, KBEntry] = {}
+    kb_lines: dict[str, int] = {}
+    for line_no, value in iter_jsonl(kb_file):
+        try:
+            if isinstance(value, RowProblem):
+                raise value
+            entry = _parse_kb(require_object(value), kb_file.parent)
+            if entry.id in kb:
+                raise RowProblem(
+                    f"duplicate KB id {entry.id!r} (first on line {kb_lines[entry.id]})"
+                )
+        except RowProblem as exc:
+            issues.report(DatasetFormatError(kb_file, line_no, str(exc)))
+            continue
+        kb[entry.id] = entry
+        kb_lines[entry.id] = line_no
+    return kb
+
+
+def load_kb_jsonl(path: str | os.PathLike[str], *, lenient: bool = False) -> dict[str, KBEntry]:
+    """Read a ``kb.jsonl`` of the generic layout into ``id -> KBEntry`` (image paths
+    relative to the file's folder).
+
+    Raises:
+        FileNotFoundError: The file is missing.
+        DatasetFormatError: A malformed row or a repeated id (strict mode).
+    """
+    kb_file = Path(path)
+    if not kb_file.is_file():
+        raise FileNotFoundError(f"missing {kb_file}")
+    issues = RowIssues(lenient)
+    kb = _read_kb(kb_file, issues)
+    issues.log_summary(str(kb_file))
+    return kb
+
+
 def load_jsonl_dataset(
     folder: str | os.PathLike[str],
     *,
@@ -207,22 +245,7 @@ def load_jsonl_dataset(
                 "kb.jsonl and optionally pools.jsonl"
             )
     issues = RowIssues(lenient)
-    kb: dict[str, KBEntry] = {}
-    kb_lines: dict[str, int] = {}
-    for line_no, value in iter_jsonl(kb_file):
-        try:
-            if isinstance(value, RowProblem):
-                raise value
-            entry = _parse_kb(require_object(value), kb_file.parent)
-            if entry.id in kb:
-                raise RowProblem(
-                    f"duplicate KB id {entry.id!r} (first on line {kb_lines[entry.id]})"
-                )
-        except RowProblem as exc:
-            issues.report(DatasetFormatError(kb_file, line_no, str(exc)))
-            continue
-        kb[entry.id] = entry
-        kb_lines[entry.id] = line_no
+    kb = _read_kb(kb_file, issues)
     queries: list[EvalQuery] = []
     q_lines: dict[str, int] = {}
     q_path = root / "queries.jsonl"
