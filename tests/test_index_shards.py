@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -63,7 +64,7 @@ def test_shards_split_the_kb_without_gaps() -> None:
     for n, world in ((11, 2), (11, 4), (3, 5), (0, 2)):
         spans = [shard_bounds(n, r, world) for r in range(world)]
         assert spans[0][0] == 0 and spans[-1][1] == n
-        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
         assert max(b - a for a, b in spans) - min(b - a for a, b in spans) <= 1
 
 
