@@ -82,10 +82,18 @@ def _vlm_adapter(ns: dict[str, Any], models: dict[str, str]) -> Iterator[None]:
     yield
 
 
+def _demo_world(ns: dict[str, Any], models: dict[str, str]) -> Iterator[None]:
+    from region_rerank.demo.world import make_world
+
+    make_world("world", n_train=0, n_val=0, n_test=4, n_entities=40, kb_images=1)
+    yield
+
+
 SETUPS: dict[str, Callable[[dict[str, Any], dict[str, str]], Iterator[None]]] = {
     "llamaindex-settings": _llamaindex_settings,
     "langchain-store": _langchain_store,
     "vlm-adapter": _vlm_adapter,
+    "demo-world": _demo_world,
 }
 
 

@@ -161,6 +161,7 @@ def run_quality(
     pool_k: int = 20,
     batch_size: int = 32,
     device: str = "cpu",
+    retrieve: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate one world per seed, evaluate ``methods`` on each, aggregate over seeds.
@@ -177,6 +178,10 @@ def run_quality(
         pool_k: Pool size.
         batch_size: Queries per re-ranking batch.
         device: Where the scorer runs.
+        retrieve: ``None``: every method re-ranks the same full-image top-``pool_k`` pools.
+            ``"full"`` / ``"view"`` / ``"fused"``: each method retrieves its own pool from
+            an index of the KB (see :func:`region_rerank.eval.runner.run_eval`), so
+            ``coverage`` is per method and R@1 end to end.
         progress: Show progress bars.
 
     Returns:
@@ -215,18 +220,20 @@ def run_quality(
             logger.info("seed %d: generating %d test scenes", seed, n_test)
             make_world(folder / "world", seed=seed, n_train=0, n_val=0, n_test=n_test, **world)
         dataset = load_split_dataset(folder / "world", "test")
+        report_dir = folder / ("report" if retrieve is None else f"report-retrieve-{retrieve}")
         results = run_eval(
             dataset,
             croppers,
             score,
-            folder / "report",
+            report_dir,
             batch_size=batch_size,
             n_examples=0,
             progress=progress,
             build_pools_if_missing=True,
             pool_k=pool_k,
+            retrieve=retrieve,
         )
-        per_seed[seed] = _seed_figures(folder / "report", results, dataset)
+        per_seed[seed] = _seed_figures(report_dir, results, dataset)
         logger.info(
             "seed %d: %s",
             seed,
@@ -239,6 +246,7 @@ def run_quality(
         "world": {k: (list(v) if isinstance(v, tuple) else v) for k, v in world.items()},
         "scorer": scorer,
         "pool_k": pool_k,
+        "retrieve": retrieve,
         "methods": _aggregate(per_seed),
         "gap_closed": _gap_closed(per_seed),
         "seconds": round(time.perf_counter() - started, 1),
@@ -254,7 +262,8 @@ def format_quality_table(report: Mapping[str, Any]) -> str:
     gap = report.get("gap_closed", {})
     lines = [
         f"seeds {report['seeds']}, {report['n_test']} test queries each, scorer "
-        f"{report['scorer']}, world {report['world'] or 'default'}",
+        f"{report['scorer']}, world {report['world'] or 'default'}, first stage "
+        f"{report.get('retrieve') or 'shared full-image pools'}",
         "",
         "| method | CondR@1 | R@1 | R@5 | MRR | coverage | crop rate | gap closed |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

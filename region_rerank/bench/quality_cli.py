@@ -45,6 +45,13 @@ def add_quality_parser(bench_sub: Any) -> None:
     )
     quality.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps")
     quality.add_argument("--batch-size", type=int, default=32, help="queries per batch")
+    quality.add_argument(
+        "--retrieve",
+        choices=("full", "view", "fused"),
+        default=None,
+        help="each method retrieves its own pool with this query view (default: shared "
+        "full-image pools)",
+    )
     add_world_arguments(quality)
     quality.set_defaults(run=_run)
 
@@ -62,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         work_dir=args.work,
         batch_size=args.batch_size,
         device=args.device,
+        retrieve=args.retrieve,
     )
     print(format_quality_table(report), end="")
     if args.json:
