@@ -9,7 +9,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup wheelhouse demo test lint typecheck docs pytest clean
+.PHONY: setup wheelhouse demo test test-pythons lint typecheck docs pytest clean
 
 setup: $(VENV)/.installed
 
@@ -49,5 +49,11 @@ docs: setup
 # The test command: lint, type check, the docs build, then the whole suite.
 test: lint typecheck docs pytest
 
+# The core and adapter tiers on the oldest and newest supported Pythons (CI runs this after
+# `make test`; each tier has its own .venv-X.Y).
+TIER_PYTHONS ?= 3.10 3.13
+test-pythons:
+	for v in $(TIER_PYTHONS); do bash scripts/python_tier.sh $$v || exit 1; done
+
 clean:
-	rm -rf $(VENV) .wheelhouse .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .venv-3.* .wheelhouse .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

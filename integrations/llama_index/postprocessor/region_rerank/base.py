@@ -117,13 +117,67 @@ def _node_image(node: BaseNode, allow_urls: bool) -> Any:
 
 
 def _to_candidate(item: NodeWithScore, allow_urls: bool) -> Candidate:
-    image = _node_image(item.node, allow_urls)
-    text = item.node.get_content()
+    return node_candidate(item.node, item.score, allow_urls)
+
+
+def query_from_bundle(query_bundle: QueryBundle | None, who: str) -> Query:
+    """The region-rerank query of a LlamaIndex query bundle (question + image).
+
+    Raises:
+        MissingQueryImageError: No bundle, or a bundle without an image.
+    """
+    if query_bundle is None:
+        raise MissingQueryImageError(f"{who} needs a query bundle with a question and an image")
+    image = getattr(query_bundle, "image", None)
+    if image is None:
+        image = query_bundle.image_path
+    if image is None:
+        raise MissingQueryImageError(
+            f"{who} needs a query image: pass "
+            "QueryBundle(question, image_path=...) or ImageQueryBundle(question, image=...)"
+        )
+    query_id = getattr(query_bundle, "query_id", None)
+    return Query(image=image, question=query_bundle.query_str, id=query_id)
+
+
+def scored_node(
+    original: NodeWithScore, score: float, result: RerankResult, keep_retrieval_score: bool
+) -> NodeWithScore:
+    """A new ``NodeWithScore`` wrapping a copy of ``original.node`` with the re-rank score and
+    the decision in metadata hidden from the LLM and the embedder (the caller's node is not
+    modified)."""
+    decision = result.decision.to_dict()
+    metadata = dict(original.node.metadata)
+    metadata.update(
+        {DECISION_KEY: decision, BOX_KEY: decision["box"], FALLBACK_KEY: result.fallback}
+    )
+    if keep_retrieval_score:
+        metadata[RETRIEVAL_SCORE_KEY] = original.score
+    node = original.node.model_copy(
+        update={
+            "metadata": metadata,
+            "excluded_llm_metadata_keys": [
+                *original.node.excluded_llm_metadata_keys,
+                *HIDDEN_KEYS,
+            ],
+            "excluded_embed_metadata_keys": [
+                *original.node.excluded_embed_metadata_keys,
+                *HIDDEN_KEYS,
+            ],
+        }
+    )
+    return NodeWithScore(node=node, score=score)
+
+
+def node_candidate(node: BaseNode, score: float | None, allow_urls: bool) -> Candidate:
+    """The region-rerank candidate of a node (its image, its text, the retriever's score)."""
+    image = _node_image(node, allow_urls)
+    text = node.get_content()
     return Candidate(
-        id=item.node.node_id,
+        id=node.node_id,
         text=text if text.strip() else None,
         images=() if image is None else (image,),
-        retrieval_score=item.score,
+        retrieval_score=score,
     )
 
 
@@ -236,47 +290,13 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
         return "region-rerank:{}+{}".format(*names)
 
     def _query(self, query_bundle: QueryBundle | None) -> Query:
-        if query_bundle is None:
-            raise MissingQueryImageError(
-                "RegionRerankPostprocessor needs a query bundle with a question and an image"
-            )
-        image = getattr(query_bundle, "image", None)
-        if image is None:
-            image = query_bundle.image_path
-        if image is None:
-            raise MissingQueryImageError(
-                "RegionRerankPostprocessor needs a query image: pass "
-                "QueryBundle(question, image_path=...) or ImageQueryBundle(question, image=...)"
-            )
-        query_id = getattr(query_bundle, "query_id", None)
-        return Query(image=image, question=query_bundle.query_str, id=query_id)
+        return query_from_bundle(query_bundle, "RegionRerankPostprocessor")
 
     def _to_nodes(self, nodes: list[NodeWithScore], result: RerankResult) -> list[NodeWithScore]:
-        decision = result.decision.to_dict()
-        out = []
-        for scored in result.ranking:
-            original = nodes[scored.input_index]
-            metadata = dict(original.node.metadata)
-            metadata.update(
-                {DECISION_KEY: decision, BOX_KEY: decision["box"], FALLBACK_KEY: result.fallback}
-            )
-            if self.keep_retrieval_score:
-                metadata[RETRIEVAL_SCORE_KEY] = original.score
-            node = original.node.model_copy(
-                update={
-                    "metadata": metadata,
-                    "excluded_llm_metadata_keys": [
-                        *original.node.excluded_llm_metadata_keys,
-                        *HIDDEN_KEYS,
-                    ],
-                    "excluded_embed_metadata_keys": [
-                        *original.node.excluded_embed_metadata_keys,
-                        *HIDDEN_KEYS,
-                    ],
-                }
-            )
-            out.append(NodeWithScore(node=node, score=scored.score))
-        return out
+        return [
+            scored_node(nodes[s.input_index], s.score, result, self.keep_retrieval_score)
+            for s in result.ranking
+        ]
 
     def _postprocess_nodes(
         self,
