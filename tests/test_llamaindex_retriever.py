@@ -66,7 +66,7 @@ def test_inside_a_query_engine_and_async(nodes: list[ImageNode]) -> None:
     retriever = RegionRetriever(nodes, _reranker(), mode="fused", similarity_top_k=3, top_n=2)
     engine = RetrieverQueryEngine.from_args(retriever, llm=MockLLM())
     response = engine.query(ImageQueryBundle("what is the small thing?", image=_scene()))
-    assert [n.node.node_id for n in response.source_nodes][0] == "kb_green"
+    assert response.source_nodes[0].node.node_id == "kb_green"
     assert len(response.source_nodes) == 2
     got = asyncio.run(retriever.aretrieve(ImageQueryBundle("what?", image=_scene())))
     assert [n.node.node_id for n in got] == [n.node.node_id for n in response.source_nodes]
