@@ -21,7 +21,7 @@ if [ ! -f "$venv/.installed" ]; then
   "$venv/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
   # No constraints file: constraints.txt pins versions for Python 3.11 (numpy 2.4 has no 3.10 wheel).
   "$venv/bin/pip" install -q -e ".[llamaindex,langchain,demo,vlm]" \
-    pytest pytest-timeout hypothesis langchain-tests langchain-classic
+    pytest pytest-timeout hypothesis langchain-tests langchain-classic faiss-cpu
   touch "$venv/.installed"
 fi
 "$venv/bin/python" --version

@@ -28,9 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from region_rerank.errors import ConfigError
 from region_rerank.eval._rows import (
@@ -174,24 +174,33 @@ def warn_unknown_positives(queries: tuple[EvalQuery, ...], kb: Mapping[str, KBEn
         )
 
 
-def _read_kb(kb_file: Path, issues: RowIssues) -> dict[str, KBEntry]:
-    kb: dict[str, KBEntry] = {}
-    kb_lines: dict[str, int] = {}
-    for line_no, value in iter_jsonl(kb_file):
+_Row = TypeVar("_Row", KBEntry, EvalQuery)
+
+
+def _read_rows(
+    path: Path, parse: Callable[[dict[str, Any]], _Row], what: str, issues: RowIssues
+) -> list[_Row]:
+    """The rows of a JSONL file, parsed; malformed rows and repeated ids are reported."""
+    rows: list[_Row] = []
+    lines: dict[str, int] = {}
+    for line_no, value in iter_jsonl(path):
         try:
             if isinstance(value, RowProblem):
                 raise value
-            entry = _parse_kb(require_object(value), kb_file.parent)
-            if entry.id in kb:
-                raise RowProblem(
-                    f"duplicate KB id {entry.id!r} (first on line {kb_lines[entry.id]})"
-                )
+            row = parse(require_object(value))
+            if row.id in lines:
+                raise RowProblem(f"duplicate {what} id {row.id!r} (first on line {lines[row.id]})")
         except RowProblem as exc:
-            issues.report(DatasetFormatError(kb_file, line_no, str(exc)))
+            issues.report(DatasetFormatError(path, line_no, str(exc)))
             continue
-        kb[entry.id] = entry
-        kb_lines[entry.id] = line_no
-    return kb
+        rows.append(row)
+        lines[row.id] = line_no
+    return rows
+
+
+def _read_kb(kb_file: Path, issues: RowIssues) -> dict[str, KBEntry]:
+    rows = _read_rows(kb_file, lambda obj: _parse_kb(obj, kb_file.parent), "KB", issues)
+    return {e.id: e for e in rows}
 
 
 def load_kb_jsonl(path: str | os.PathLike[str], *, lenient: bool = False) -> dict[str, KBEntry]:
@@ -246,26 +255,12 @@ def load_jsonl_dataset(
             )
     issues = RowIssues(lenient)
     kb = _read_kb(kb_file, issues)
-    queries: list[EvalQuery] = []
-    q_lines: dict[str, int] = {}
     q_path = root / "queries.jsonl"
-    for line_no, value in iter_jsonl(q_path):
-        try:
-            if isinstance(value, RowProblem):
-                raise value
-            query = _parse_query(require_object(value), root, check_images)
-            if query.id in q_lines:
-                raise RowProblem(
-                    f"duplicate query id {query.id!r} (first on line {q_lines[query.id]})"
-                )
-        except RowProblem as exc:
-            issues.report(DatasetFormatError(q_path, line_no, str(exc)))
-            continue
-        queries.append(query)
-        q_lines[query.id] = line_no
+    queries = _read_rows(q_path, lambda obj: _parse_query(obj, root, check_images), "query", issues)
     pools: dict[str, Pool] = {}
     if (root / "pools.jsonl").is_file():
-        pools = load_pools_jsonl(root / "pools.jsonl", kb, frozenset(q_lines), issues=issues)
+        known = frozenset(q.id for q in queries)
+        pools = load_pools_jsonl(root / "pools.jsonl", kb, known, issues=issues)
     issues.log_summary(str(root))
     warn_unknown_positives(tuple(queries), kb)
     return EvalDataset(
