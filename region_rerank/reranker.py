@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import pickle
 import threading
 import time
@@ -25,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 from region_rerank._validate import check_choice, check_int, check_range, check_rerank_inputs
 from region_rerank.boxes import clamp_box, ensure_min_size, pad_box
 from region_rerank.budget import call_with_timeout, limit_question
-from region_rerank.cache import EmbeddingCache, pool_embeddings
+from region_rerank.cache import EmbeddingCache
 from region_rerank.croppers.base import QueryCropper
 from region_rerank.errors import ConfigError
 from region_rerank.fusion import FUSION_MODES, fuse_scores, input_order, rank_candidates
 from region_rerank.images import ImageLoadOptions, load_image
 from region_rerank.scorers.base import PairScorer, Scorer
 from region_rerank.types import Candidate, CropAction, CropDecision, Query, RerankResult
-from region_rerank.views import embed_views, pair_view_scores
+from region_rerank.views import score_by_embeddings, score_by_pairs
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -396,11 +395,25 @@ class CroppedReranker:
         timings = prep.timings
         scorer = self.scorer
         if isinstance(scorer, PairScorer) and not hasattr(scorer, "embed_images"):
-            per_query = self._score_pairs(
-                scorer, prep.queries, prep.images, prep.decisions, pools, timings
+            per_query = score_by_pairs(
+                scorer,
+                prep.queries,
+                prep.images,
+                [self._views(d) for d in prep.decisions],
+                pools,
+                self.config,
+                timings,
             )
         else:
-            per_query = self._score_embeddings(scorer, prep.images, prep.decisions, pools, timings)
+            per_query = score_by_embeddings(
+                scorer,
+                prep.images,
+                [self._views(d) for d in prep.decisions],
+                pools,
+                self.cache,
+                self.config,
+                timings,
+            )
         results = []
         t = _now()
         for query, pool, decision, (view, full), err in zip(
@@ -430,70 +443,3 @@ class CroppedReranker:
         decisions: Sequence[CropDecision] | None,
     ) -> list[RerankResult]:
         return self._finish(self._prepare(queries, decisions), pools, top_n)
-
-    def _score_embeddings(
-        self,
-        scorer: Scorer,
-        images: list[Image.Image],
-        decisions: list[CropDecision],
-        pools: list[list[Candidate]],
-        timings: dict[str, float],
-    ) -> list[tuple[list[float], list[float] | None]]:
-        import torch
-
-        t = _now()
-        views = [self._views(d) for d in decisions]
-        view_emb = embed_views(
-            scorer,
-            images,
-            views,
-            tensor_crop=self.config.tensor_crop,
-            batch_size=self.config.batch_size,
-        )
-        timings["embed_query"] = _now() - t
-        t = _now()
-        cand_emb, valid = pool_embeddings(
-            scorer,
-            pools,
-            self.cache,
-            dim=int(view_emb[0].shape[1]),
-            device=view_emb[0].device,
-            batch_size=self.config.batch_size,
-            image_options=self.config.image_options,
-            salvage=self.config.on_error == "fallback",
-        )
-        timings["embed_candidates"] = _now() - t
-        t = _now()
-        out: list[tuple[list[float], list[float] | None]] = []
-        for vb, ce, ok, boxes in zip(view_emb, cand_emb, valid, views):
-            if ce.shape[0] == 0:
-                out.append(([], None))
-                continue
-            sims = scorer.score(vb, ce).float().cpu()
-            sims[:, ~ok] = -math.inf
-            sims = torch.where(torch.isnan(sims), -math.inf, sims)
-            rows = sims.tolist()
-            out.append((rows[-1], rows[0] if len(boxes) == 2 else None))
-        timings["score"] = _now() - t
-        return out
-
-    def _score_pairs(
-        self,
-        scorer: PairScorer,
-        queries: list[Query],
-        images: list[Image.Image],
-        decisions: list[CropDecision],
-        pools: list[list[Candidate]],
-        timings: dict[str, float],
-    ) -> list[tuple[list[float], list[float] | None]]:
-        t = _now()
-        out: list[tuple[list[float], list[float] | None]] = []
-        opts = self.config.image_options
-        for query, img, decision, pool in zip(queries, images, decisions, pools):
-            boxes = self._views(decision)
-            rows = pair_view_scores(
-                scorer, query, img, boxes, pool, opts, salvage=self.config.on_error == "fallback"
-            )
-            out.append((rows[-1], rows[0] if len(rows) == 2 else None))
-        timings["score"] = _now() - t
-        return out

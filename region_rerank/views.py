@@ -7,15 +7,19 @@ to the scorer's device as ``uint8``, and every view is cut and resized there in 
 processor resizes ``uint8`` images, ``ImageSpec.resize_uint8``). Other scorers get PIL
 crops.
 :func:`pair_view_scores` scores them against a pool with a cross-encoder.
+:func:`score_by_embeddings` and :func:`score_by_pairs` score whole batches of pools, as
+:class:`~region_rerank.reranker.CroppedReranker` does.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from region_rerank.cache import pool_embeddings
 from region_rerank.errors import ScorerError
 from region_rerank.images import ImageLoadOptions, crop_pil, crop_resize, pil_to_tensor
 from region_rerank.oom import map_batches
@@ -27,7 +31,19 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-__all__ = ["supports_tensor_path", "embed_views", "pair_view_scores"]
+    from region_rerank.cache import EmbeddingCache
+    from region_rerank.reranker import RerankerConfig
+
+__all__ = [
+    "supports_tensor_path",
+    "embed_views",
+    "pair_view_scores",
+    "score_by_embeddings",
+    "score_by_pairs",
+]
+
+#: Per query: the scores of the chosen view, and of the full image when both were scored.
+ViewScores = list[tuple[list[float], list[float] | None]]
 
 logger = logging.getLogger(__name__)
 
@@ -147,3 +163,70 @@ def pair_view_scores(
             row[j] = float(value) if math.isfinite(float(value)) else -math.inf
         rows.append(row)
     return rows
+
+
+def score_by_embeddings(
+    scorer: Scorer,
+    images: list[Image.Image],
+    views: list[list[Box | None]],
+    pools: list[list[Candidate]],
+    cache: EmbeddingCache,
+    config: RerankerConfig,
+    timings: dict[str, float],
+) -> ViewScores:
+    """Score each pool against its query's views with a bi-encoder (candidate embeddings
+    through ``cache``); ``views[i]`` is ``[box]`` or ``[None, box]`` (full image first)."""
+    import torch
+
+    t = time.perf_counter()
+    view_emb = embed_views(
+        scorer, images, views, tensor_crop=config.tensor_crop, batch_size=config.batch_size
+    )
+    timings["embed_query"] = time.perf_counter() - t
+    t = time.perf_counter()
+    cand_emb, valid = pool_embeddings(
+        scorer,
+        pools,
+        cache,
+        dim=int(view_emb[0].shape[1]),
+        device=view_emb[0].device,
+        batch_size=config.batch_size,
+        image_options=config.image_options,
+        salvage=config.on_error == "fallback",
+    )
+    timings["embed_candidates"] = time.perf_counter() - t
+    t = time.perf_counter()
+    out: ViewScores = []
+    for vb, ce, ok, boxes in zip(view_emb, cand_emb, valid, views):
+        if ce.shape[0] == 0:
+            out.append(([], None))
+            continue
+        sims = scorer.score(vb, ce).float().cpu()
+        sims[:, ~ok] = -math.inf
+        sims = torch.where(torch.isnan(sims), -math.inf, sims)
+        rows = sims.tolist()
+        out.append((rows[-1], rows[0] if len(boxes) == 2 else None))
+    timings["score"] = time.perf_counter() - t
+    return out
+
+
+def score_by_pairs(
+    scorer: PairScorer,
+    queries: list[Query],
+    images: list[Image.Image],
+    views: list[list[Box | None]],
+    pools: list[list[Candidate]],
+    config: RerankerConfig,
+    timings: dict[str, float],
+) -> ViewScores:
+    """Score each pool against its query's views with a cross-encoder."""
+    t = time.perf_counter()
+    out: ViewScores = []
+    salvage = config.on_error == "fallback"
+    for query, img, boxes, pool in zip(queries, images, views, pools):
+        rows = pair_view_scores(
+            scorer, query, img, boxes, pool, config.image_options, salvage=salvage
+        )
+        out.append((rows[-1], rows[0] if len(rows) == 2 else None))
+    timings["score"] = time.perf_counter() - t
+    return out
