@@ -31,22 +31,40 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from region_rerank._validate import check_choice, check_int, check_range, check_rerank_inputs
 from region_rerank.errors import ConfigError
-from region_rerank.index import CandidateIndex
 from region_rerank.reranker import CroppedReranker, _load, _Prepared
 from region_rerank.types import Candidate, CropDecision, Query, RerankResult
 from region_rerank.views import embed_views
 
-__all__ = ["RETRIEVE_MODES", "RegionRetriever", "reciprocal_rank_fusion"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["RETRIEVE_MODES", "RegionRetriever", "SearchIndex", "reciprocal_rank_fusion"]
 
 logger = logging.getLogger(__name__)
 
 #: First-stage query views: the full image, the decision's view, or both fused.
 RETRIEVE_MODES: tuple[str, ...] = ("full", "view", "fused")
 Hits = list[tuple[str, float]]
+
+
+@runtime_checkable
+class SearchIndex(Protocol):
+    """What :class:`RegionRetriever` searches: a :class:`~region_rerank.index.CandidateIndex`,
+    or an adapter over another store (e.g. a LangChain vector store)."""
+
+    def search(
+        self, queries: torch.Tensor, k: int, *, scorer: Any = None, use_faiss: bool | str = False
+    ) -> list[Hits]:
+        """For each query embedding, the top ``k`` ``(id, score)``, best first."""
+        ...
+
+    def check_scorer(self, scorer: Any) -> None:
+        """Raise ``ConfigError`` when ``scorer`` did not make the stored embeddings."""
+        ...
 
 
 def reciprocal_rank_fusion(lists: Sequence[Hits], k: int, constant: int = 60) -> Hits:
@@ -66,7 +84,8 @@ class RegionRetriever:
     Args:
         reranker: Its cropper decides, its scorer embeds the query views and re-scores
             (it must be the scorer that built ``index``).
-        index: The candidate index to search.
+        index: What to search: a :class:`~region_rerank.index.CandidateIndex` or any
+            :class:`SearchIndex`.
         kb: The indexed entries: ``id -> Candidate`` or a function returning the
             candidate for an id (retrieved candidates are copies carrying the first-stage
             score as ``retrieval_score``; your objects are not changed).
@@ -84,7 +103,7 @@ class RegionRetriever:
     def __init__(
         self,
         reranker: CroppedReranker,
-        index: CandidateIndex,
+        index: SearchIndex,
         kb: Mapping[str, Candidate] | Callable[[str], Candidate],
         *,
         mode: str = "view",
@@ -95,6 +114,8 @@ class RegionRetriever:
         check_choice("mode", mode, RETRIEVE_MODES)
         check_range("k", k, 1)
         check_range("fusion_constant", fusion_constant, 0)
+        if not isinstance(index, SearchIndex):
+            raise ConfigError(f"index must have search() and check_scorer(); got {index!r}")
         self.reranker = reranker
         self.index = index
         self._lookup = kb.__getitem__ if isinstance(kb, Mapping) else kb

@@ -51,6 +51,15 @@ def _is_empty(value: Any) -> bool:
     return isinstance(value, (str, bytes, list, tuple)) and len(value) == 0
 
 
+def document_candidate(cid: str, doc: Document, image_keys: Sequence[str]) -> Candidate:
+    """The region-rerank candidate of a Document: its first image found under
+    ``image_keys`` in its metadata, and its text."""
+    found = (doc.metadata.get(k) for k in image_keys)
+    images = next((v for v in found if v is not None and not _is_empty(v)), ())
+    text = doc.page_content if doc.page_content.strip() else None
+    return Candidate(cid, text=text, images=images)
+
+
 class RegionRerankCompressor(BaseDocumentCompressor):
     """Re-rank Documents with a :class:`~region_rerank.CroppedReranker` (crop, then score).
 
@@ -104,10 +113,7 @@ class RegionRerankCompressor(BaseDocumentCompressor):
         return self.model_copy(update={"query_image": image})
 
     def _candidate(self, index: int, doc: Document) -> Candidate:
-        found = (doc.metadata.get(k) for k in self.image_keys)
-        images = next((v for v in found if v is not None and not _is_empty(v)), ())
-        text = doc.page_content if doc.page_content.strip() else None
-        return Candidate(str(index), text=text, images=images)
+        return document_candidate(str(index), doc, self.image_keys)
 
     def compress_documents(
         self,
