@@ -157,7 +157,8 @@ def build_index_sharded(
         scorer: The bi-encoder.
         out_dir: Index folder (shards under ``shards/``).
         batch_size: Candidates per embedding call.
-        rank, world: Override :func:`distributed_rank`.
+        rank: This process's shard (default: from :func:`distributed_rank`).
+        world: The number of shards (default: from :func:`distributed_rank`).
 
     Returns:
         The merged index on the process that merged it, else ``None``.
