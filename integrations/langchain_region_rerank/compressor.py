@@ -60,6 +60,29 @@ def document_candidate(cid: str, doc: Document, image_keys: Sequence[str]) -> Ca
     return Candidate(cid, text=text, images=images)
 
 
+def query_image_or_raise(bound: Any, given: Any, who: str) -> Any:
+    """The query image of a retriever call: ``given``, else the bound one.
+
+    Raises:
+        MissingQueryImageError: Neither is set.
+    """
+    image = bound if given is None else given
+    if image is None:
+        raise MissingQueryImageError(
+            f"{who} has no query image: call "
+            "retriever.invoke(question, image=...) or bind one with with_query_image(image)"
+        )
+    return image
+
+
+def annotated_copy(doc: Document, score: float, decision: dict[str, Any]) -> Document:
+    """A copy of ``doc`` whose new metadata dict adds the score and the crop decision."""
+    meta = dict(doc.metadata)  # a new dict: the caller's Document stays untouched
+    meta[RELEVANCE_SCORE_KEY] = score
+    meta[DECISION_KEY] = decision
+    return doc.model_copy(update={"metadata": meta})
+
+
 class RegionRerankCompressor(BaseDocumentCompressor):
     """Re-rank Documents with a :class:`~region_rerank.CroppedReranker` (crop, then score).
 
@@ -146,14 +169,11 @@ class RegionRerankCompressor(BaseDocumentCompressor):
         pool = [self._candidate(i, doc) for i, doc in enumerate(documents)]
         result = self.reranker.rerank(Query(self.query_image, query), pool, top_n=self.top_n)
         logger.debug("reranked %d documents, decision %s", len(pool), result.decision)
-        out = []
-        for scored in result.ranking:
-            doc = documents[scored.input_index]
-            meta = dict(doc.metadata)  # a new dict: the caller's Document stays untouched
-            meta[RELEVANCE_SCORE_KEY] = scored.score
-            meta[DECISION_KEY] = result.decision.to_dict()
-            out.append(doc.model_copy(update={"metadata": meta}))
-        return out
+        decision = result.decision.to_dict()
+        return [
+            annotated_copy(documents[scored.input_index], scored.score, decision)
+            for scored in result.ranking
+        ]
 
     async def acompress_documents(
         self,

@@ -33,13 +33,15 @@ from langchain_core.retrievers import BaseRetriever  # noqa: E402
 from langchain_core.vectorstores import VectorStore  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
-from langchain_region_rerank.compressor import document_candidate  # noqa: E402
+from langchain_region_rerank.compressor import (  # noqa: E402
+    annotated_copy,
+    document_candidate,
+    query_image_or_raise,
+)
 from region_rerank.adapter_support import (  # noqa: E402
-    DECISION_KEY,
-    RELEVANCE_SCORE_KEY,
     check_top_n,
 )
-from region_rerank.errors import ConfigError, MissingQueryImageError  # noqa: E402
+from region_rerank.errors import ConfigError  # noqa: E402
 from region_rerank.reranker import CroppedReranker  # noqa: E402
 from region_rerank.retrieval import RETRIEVE_MODES, RegionRetriever  # noqa: E402
 from region_rerank.types import Candidate, Query  # noqa: E402
@@ -144,23 +146,14 @@ class RegionSearchRetriever(BaseRetriever):
         image: Any = None,
         k: int | None = None,
     ) -> list[Document]:
-        image = self.query_image if image is None else image
-        if image is None:
-            raise MissingQueryImageError(
-                "RegionSearchRetriever has no query image: call "
-                "retriever.invoke(question, image=...) or bind one with with_query_image(image)"
-            )
+        image = query_image_or_raise(self.query_image, image, "RegionSearchRetriever")
         search = VectorStoreSearch(self.vector_store, self.image_keys)  # one per call
         core = RegionRetriever(
             self.reranker, search, search.candidates.__getitem__, mode=self.mode, k=self.fetch_k
         )
         result = core.retrieve(Query(image, query), top_n=self.k if k is None else k)
         decision = result.decision.to_dict()
-        out = []
-        for scored in result.ranking:
-            doc = search.documents[scored.candidate.id]
-            meta = dict(doc.metadata)
-            meta[RELEVANCE_SCORE_KEY] = scored.score
-            meta[DECISION_KEY] = decision
-            out.append(doc.model_copy(update={"metadata": meta}))
-        return out
+        return [
+            annotated_copy(search.documents[scored.candidate.id], scored.score, decision)
+            for scored in result.ranking
+        ]

@@ -24,8 +24,8 @@ from langchain_core.runnables import RunnableConfig  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
 from langchain_region_rerank.compressor import (  # noqa: E402
-    MissingQueryImageError,
     RegionRerankCompressor,
+    query_image_or_raise,
 )
 from region_rerank.adapter_support import check_top_n  # noqa: E402
 from region_rerank.reranker import CroppedReranker  # noqa: E402
@@ -54,12 +54,7 @@ class RegionRerankRetriever(BaseRetriever):
         return self.model_copy(update={"query_image": image})
 
     def _compressor(self, image: Any, k: int | None) -> RegionRerankCompressor:
-        image = self.query_image if image is None else image
-        if image is None:
-            raise MissingQueryImageError(
-                "RegionRerankRetriever has no query image: call "
-                "retriever.invoke(question, image=...) or bind one with with_query_image(image)"
-            )
+        image = query_image_or_raise(self.query_image, image, "RegionRerankRetriever")
         return RegionRerankCompressor(
             reranker=self.reranker, top_n=self.k if k is None else k, query_image=image
         )
