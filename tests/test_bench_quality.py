@@ -81,6 +81,24 @@ def test_subtypes_partition_the_queries(report: tuple[dict, Path]) -> None:
         assert value == pytest.approx(hits / len(rows))
 
 
+def test_kept_first_counts_what_the_full_image_already_solved(report: tuple[dict, Path]) -> None:
+    rep, work = report
+    seed_dir = next(work.glob("worlds-*/seed-1/report/records"))
+
+    def firsts(method: str) -> dict[str, bool]:
+        rows = [json.loads(line) for line in (seed_dir / f"{method}.jsonl").open()]
+        return {
+            r["query_id"]: bool(r["ranked_ids"]) and r["ranked_ids"][0] in r["positives"]
+            for r in rows
+        }
+
+    full, oracle = firsts("full"), firsts("oracle")
+    solved = [q for q, ok in full.items() if ok]
+    expected = sum(oracle[q] for q in solved) / len(solved) if solved else None
+    assert rep["methods"]["oracle"]["per_seed"]["1"]["kept_first"] == pytest.approx(expected)
+    assert rep["methods"]["full"]["per_seed"]["1"]["kept_first"] in (1.0, None)
+
+
 def test_a_second_run_reuses_the_worlds(report: tuple[dict, Path]) -> None:
     rep, work = report
     world = next(work.glob("worlds-*/seed-1/world/test/queries.jsonl"))

@@ -6,7 +6,9 @@ method re-ranks them through the evaluation harness (:func:`region_rerank.eval.r
 and the figures are reported as the mean and the sample standard deviation over seeds:
 CondR@1 (R@1 among queries whose pool holds a positive), R@1, R@5, MRR, coverage, crop
 rate, CondR@1 per question type and per sub-type (``size:smallest``, ``position:corner``...),
-and the share of the full-to-oracle CondR@1 gap each method closes.
+the share of the full-to-oracle CondR@1 gap each method closes, and ``kept_first``: of the
+queries the full image already ranks a positive first (with its own first stage under
+``retrieve``), the share the method still ranks a positive first.
 
 Seeds: the worlds must not have been used to choose anything (a model, an epoch, a
 setting). The project keeps seed 0 for training and validation, 1-9 for development and
@@ -94,11 +96,21 @@ def _seed_figures(report_dir: Path, results: Mapping[str, Any], dataset: Any) ->
         if key is not None:
             groups.setdefault(key, []).append(i)
     out: dict[str, Any] = {}
+    full_first = [
+        bool(r.ranked_ids) and r.ranked_ids[0] in r.positives
+        for r in read_records(report_dir, "full", dataset.queries)
+    ]
     for name, m in results.items():
         fig = {key: m[src] for key, src in _FIGURES.items()}
         fig["per_type"] = {t: v["CondR@1"] for t, v in m["by_question_type"].items()}
         fig["per_type_n"] = {t: v["num_covered"] for t, v in m["by_question_type"].items()}
         records = read_records(report_dir, name, dataset.queries)
+        kept = [
+            bool(r.ranked_ids) and r.ranked_ids[0] in r.positives
+            for r, first in zip(records, full_first)
+            if first
+        ]
+        fig["kept_first"] = sum(kept) / len(kept) if kept else None
         sub: dict[str, Any] = {}
         sub_n: dict[str, int] = {}
         for key, idx in sorted(groups.items()):
@@ -118,7 +130,7 @@ def _aggregate(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     for name in names:
         rows = [per_seed[s][name] for s in seeds]
         entry: dict[str, Any] = {}
-        for key in _FIGURES:
+        for key in (*_FIGURES, "kept_first"):
             entry[key], entry[f"{key}_sd"] = _summary([r[key] for r in rows])
         for group in ("per_type", "per_subtype"):
             keys = sorted({k for r in rows for k in r[group]})
