@@ -36,6 +36,9 @@ def test_quick_run_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFix
     assert set(ratios) == {"full", "center", "random", "text_match", "proposal"}
     assert all(math.isfinite(v) and v > 0 for v in ratios.values())
     assert set(figures["cropper_cost_k100_over_k20"]) == set(ratios)
+    growth = figures["search_10x_kb"]
+    assert "torch" in growth and all(math.isfinite(v) and v > 0 for v in growth.values())
+    assert figures["retrieve_seconds"]["view"] > 0 and figures["retrieve_seconds"]["full"] > 0
     # The cache: every entry held under a large bound, the half bound evicted and held.
     full, half = figures["cache_full_bound"], figures["cache_half_bound"]
     n = report["settings"]["cache_entries"]

@@ -10,6 +10,7 @@
 * :mod:`~region_rerank.bench.speed`: settings, the run, the table and the JSON report.
 
 * :mod:`~region_rerank.bench.aspect`: the worst-case aspect-ratio figure.
+* :mod:`~region_rerank.bench.retrieval_speed`: the region-aware retrieval figures.
 * :mod:`~region_rerank.bench.quality`: croppers compared over several generated worlds.
 * :mod:`~region_rerank.bench.quality_cli`: the arguments of ``bench quality``.
 """

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from region_rerank.bench.aspect import aspect_figure
 from region_rerank.bench.cache_memory import measure_cache_memory
+from region_rerank.bench.retrieval_speed import retrieval_figure
 from region_rerank.bench.timing import ForwardTimer, paired_medians
 from region_rerank.bench.workload import Workload, make_workload
 
@@ -303,5 +304,6 @@ FIGURE_FUNCTIONS: tuple[tuple[str, Callable[[Bench], dict[str, Any]]], ...] = (
     ("overhead", _overhead_figure),
     ("croppers", _cropper_figure),
     ("aspect ratio", aspect_figure),
+    ("retrieval", retrieval_figure),
     ("cache memory", _memory_figure),
 )
