@@ -14,15 +14,29 @@ if [ -z "$py" ]; then
   exit 1
 fi
 venv=".venv-$ver"
-if [ ! -f "$venv/.installed" ]; then
+install() {
   rm -rf "$venv"
   "$py" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
+  # torch for other Pythons comes from PyPI (~0.55 GB): resume interrupted downloads.
+  "$venv/bin/pip" install -q --resume-retries 20 torch==2.14.1 torchvision==0.29.1
   # No constraints file: constraints.txt pins versions for Python 3.11 (numpy 2.4 has no 3.10 wheel).
-  "$venv/bin/pip" install -q -e ".[llamaindex,langchain,demo,vlm]" \
+  "$venv/bin/pip" install -q --resume-retries 20 -e ".[llamaindex,langchain,demo,vlm]" \
     pytest pytest-timeout hypothesis langchain-tests langchain-classic faiss-cpu
   touch "$venv/.installed"
+}
+if [ ! -f "$venv/.installed" ]; then
+  for attempt in 1 2 3; do
+    if install; then break; fi
+    echo "python $ver tier: installation attempt $attempt failed" >&2
+  done
+fi
+if [ ! -f "$venv/.installed" ]; then
+  # Installing is not testing: a registry that cannot deliver the wheels (network) skips this
+  # tier with the reason printed; TIER_STRICT=1 makes it an error. Failing tests always fail.
+  echo "SKIPPED: the Python $ver tier could not be installed after 3 attempts (see above)" >&2
+  [ "${TIER_STRICT:-0}" = "1" ] && exit 1
+  exit 0
 fi
 "$venv/bin/python" --version
 # Core (types, images, reranker, croppers, scorers, bad input, properties) and adapters.
