@@ -29,7 +29,8 @@ from typing import Any
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from langchain_region_rerank import RegionRerankRetriever
+from langchain_core.vectorstores import InMemoryVectorStore
+from langchain_region_rerank import RegionRerankRetriever, RegionSearchRetriever, ScorerEmbeddings
 from PIL import ImageDraw
 
 from region_rerank import Candidate, CoordFrame, CroppedReranker, load_image
@@ -39,7 +40,7 @@ from region_rerank.demo.world import make_world
 from region_rerank.testing import FakeCropper
 
 OUT = Path(os.environ.get("REGION_RERANK_EXAMPLE_OUT", "out/langchain_demo"))
-N_ENTITIES, N_QUERIES, POOL, TOP_K = 40, 10, 20, 5
+N_ENTITIES, N_QUERIES, POOL, TOP_K, SEARCH_K = 40, 10, 20, 5, 5
 
 # %% [markdown]
 # ## The demo world as LangChain Documents
@@ -68,7 +69,7 @@ print(f"{len(docs)} KB documents, {len(queries)} queries; first: {docs[0].metada
 # ## First stage: an in-memory index searched with the full query image
 
 # %%
-scorer = DemoScorer(device="cpu")
+scorer = DemoScorer()
 
 
 class FullImageRetriever(BaseRetriever):
@@ -132,4 +133,33 @@ for q in queries:
 print(
     f"\nanswer ranked first: {hits['before']}/{len(queries)} before, "
     f"{hits['after']}/{len(queries)} after re-ranking; crops drawn in {OUT}"
+)
+
+# %% [markdown]
+# ## Region-aware retrieval: the decision drives the search too
+#
+# A re-ranker cannot bring back an answer the first stage never returned.
+# `RegionSearchRetriever` decides once with the cropper, here the shipped light policy
+# (`"proposal"`, no oracle box), searches a vector store with the embedding of the chosen
+# view, and re-ranks the hits with the same decision. The store holds the KB texts embedded
+# by the scorer's text tower (`ScorerEmbeddings`), searched across modalities with the
+# image view. `mode="full"` is the usual full-image search, `"fused"` merges both searches.
+
+# %%
+store = InMemoryVectorStore(ScorerEmbeddings(scorer))
+store.add_documents(docs)
+policy = CroppedReranker(cropper="proposal", scorer=scorer, cache=cache)
+found = {mode: 0 for mode in ("full", "fused")}
+for q in queries:
+    image_path = str(split_dir / q["image"])
+    for mode in found:
+        search = RegionSearchRetriever(
+            vector_store=store, reranker=policy, mode=mode, fetch_k=SEARCH_K, k=SEARCH_K
+        )
+        hits_of_mode = search.invoke(q["question"], image=image_path)
+        found[mode] += rank_of(hits_of_mode, q["positives"][0]) is not None
+print(
+    f"answer among the first {SEARCH_K} search results: {found['full']}/{len(queries)} "
+    f"searching with the full image, {found['fused']}/{len(queries)} with the policy's view "
+    "fused in"
 )

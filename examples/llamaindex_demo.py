@@ -41,6 +41,7 @@ from llama_index.postprocessor.region_rerank import (
     ImageQueryBundle,
     RegionRerankPostprocessor,
 )
+from llama_index.retrievers.region_rerank import RegionRetriever
 from PIL import Image, ImageDraw
 
 from region_rerank import CoordFrame, CroppedReranker, FullImageCropper
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     index = VectorStoreIndex(nodes, embed_model=MockEmbedding(embed_dim=8))
     retriever = index.as_retriever(similarity_top_k=len(nodes))  # the whole KB is the pool
 
-    scorer = DemoScorer(device="cpu")
+    scorer = DemoScorer()
     boxes = {q["id"]: q["box"] for q in queries}
     oracle = FakeCropper(lambda query: boxes[query.id], frame=CoordFrame.PIXELS)
     full_reranker = CroppedReranker(FullImageCropper(), scorer)
@@ -154,7 +155,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     print(f"  query with the crop box drawn: {crop_png}")
 
-    summary = {"rows": rows, "top1_hits": hits, "crop_png": str(crop_png)}
+    # Region-aware retrieval: the shipped light policy decides once, the index is searched
+    # with the full image ("full") or with both the full image and the chosen view ("fused"),
+    # and the hits are re-ranked with the same decision. No oracle here.
+    policy = CroppedReranker("proposal", scorer, cache=full_reranker.cache)
+    found = {}
+    for mode in ("full", "fused"):
+        search = RegionRetriever(nodes, policy, mode=mode, similarity_top_k=5, top_n=5)
+        found[mode] = 0
+        for q in queries:
+            image_path = root / "test" / q["image"]
+            bundle = ImageQueryBundle(q["question"], image_path=str(image_path), query_id=q["id"])
+            found[mode] += rank_of(q["positives"][0], search.retrieve(bundle)) is not None
+    print(
+        f"answer among the first 5 search results, learned policy: {found['full']}/{len(rows)} "
+        f"searching with the full image, {found['fused']}/{len(rows)} fused with its view"
+    )
+
+    summary = {"rows": rows, "top1_hits": hits, "search_top5": found, "crop_png": str(crop_png)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"done in {time.perf_counter() - started:.1f}s; summary in {args.out / 'summary.json'}")
     return summary

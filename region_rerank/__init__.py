@@ -22,6 +22,7 @@ Modules:
   :mod:`~region_rerank.factory` (building components from spec strings).
 * Data and inputs: :mod:`~region_rerank.types`, :mod:`~region_rerank.images`,
   :mod:`~region_rerank.boxes`, :mod:`~region_rerank.errors`, :mod:`~region_rerank.device`,
+  :mod:`~region_rerank.model_options` (how model-backed components load),
   :mod:`~region_rerank.checksums`, :mod:`~region_rerank.progress`,
   :mod:`~region_rerank.testing` (fakes for tests), :mod:`~region_rerank.adapter_support`
   (what the LlamaIndex and LangChain adapters share).
@@ -66,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "DatasetFormatError": "region_rerank.errors",
     # images and boxes
     "ImageLoadOptions": "region_rerank.images",
+    "ModelOptions": "region_rerank.model_options",
     "load_image": "region_rerank.images",
     "CoordFrame": "region_rerank.boxes",
     # croppers
@@ -135,6 +137,7 @@ if TYPE_CHECKING:
     from region_rerank.factory import build_cropper, build_scorer
     from region_rerank.images import ImageLoadOptions, load_image
     from region_rerank.index import CandidateIndex
+    from region_rerank.model_options import ModelOptions
     from region_rerank.reranker import CroppedReranker, RerankerConfig
     from region_rerank.retrieval import RegionRetriever
     from region_rerank.scorers.base import CandidateEmbeddingConfig, PairScorer, Scorer

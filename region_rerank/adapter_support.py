@@ -9,6 +9,7 @@ from typing import Any
 
 from region_rerank._validate import check_choice, check_int
 from region_rerank.errors import ConfigError
+from region_rerank.model_options import ModelOptions
 from region_rerank.reranker import CroppedReranker, RerankerConfig
 
 __all__ = [
@@ -51,7 +52,7 @@ def resolve_reranker(
     *,
     on_error: str | None = None,
     config: RerankerConfig | None = None,
-    device: Any = "auto",
+    model_options: ModelOptions | None = None,
 ) -> CroppedReranker:
     """The reranker an adapter uses: the given one, or one built from the specs.
 
@@ -65,9 +66,14 @@ def resolve_reranker(
         cfg = config or RerankerConfig()
         if on_error is not None:
             cfg = replace(cfg, on_error=on_error)
-        return CroppedReranker(cropper, scorer, config=cfg, device=device)
+        return CroppedReranker(cropper, scorer, config=cfg, model_options=model_options)
     if cropper is not None or scorer is not None:
         raise ConfigError("pass either reranker= or cropper=/scorer= specs, not both")
+    if model_options is not None:
+        raise ConfigError(
+            "model_options= only applies to a reranker built from cropper=/scorer= specs; "
+            "pass it to CroppedReranker(..., model_options=...) instead"
+        )
     if on_error is not None and on_error != reranker.config.on_error:
         raise ConfigError(
             f"on_error={on_error!r} differs from the reranker's own "

@@ -25,6 +25,7 @@ from region_rerank.bench.quality_cli import add_quality_parser
 from region_rerank.convert_cli import add_convert_parsers
 from region_rerank.errors import RegionRerankError
 from region_rerank.index_cli import add_index_parsers
+from region_rerank.model_options import add_model_option_args, model_options_from_args
 from region_rerank.specs import usage_line
 from region_rerank.world_cli import add_world_arguments, world_overrides
 
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="grounding: detector score threshold; text_match: similarity margin",
     )
     crop.add_argument("--out", help="write the image with the box drawn to this path")
-    crop.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    add_model_option_args(crop)
     crop.add_argument("--json", action="store_true", help="print the decision as JSON")
     _add_pools_parser(sub)
     _add_eval_parser(sub)
@@ -129,7 +130,7 @@ def _add_data_args(cmd: argparse.ArgumentParser) -> None:
         default=None,
         help="load DATA/SPLIT/queries.jsonl (with DATA/kb.jsonl when the split has no KB)",
     )
-    cmd.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    add_model_option_args(cmd)
     cmd.add_argument(
         "--scorer",
         default="clip",
@@ -210,8 +211,13 @@ def _crop(args: argparse.Namespace) -> int:
     from region_rerank.images import load_image
     from region_rerank.types import Query
 
-    scorer = build_scorer(args.scorer, args.device) if needs_scorer(args.cropper) else None
-    cropper = build_cropper(args.cropper, args.device, scorer=scorer, threshold=args.threshold)
+    options = model_options_from_args(args)
+    scorer = (
+        build_scorer(args.scorer, model_options=options) if needs_scorer(args.cropper) else None
+    )
+    cropper = build_cropper(
+        args.cropper, model_options=options, scorer=scorer, threshold=args.threshold
+    )
     image = load_image(args.image)
     decision = cropper.decide(Query(image=image, question=args.question, id=args.image))
     if args.json:
@@ -255,7 +261,7 @@ def _pools(args: argparse.Namespace) -> int:
     from region_rerank.factory import build_scorer
 
     dataset = load_eval_data(args.data, args.split)
-    scorer = build_scorer(args.scorer, args.device)
+    scorer = build_scorer(args.scorer, model_options=model_options_from_args(args))
     use_faiss: bool | str = {"yes": True, "no": False}.get(args.faiss, "auto")
     pools = build_pools(
         dataset,
@@ -281,14 +287,17 @@ def _eval(args: argparse.Namespace) -> int:
 
     specs = _method_specs(args.cropper)
     dataset = load_eval_data(args.data, args.split)
-    scorer = build_scorer(args.scorer, args.device)
+    options = model_options_from_args(args)
+    scorer = build_scorer(args.scorer, model_options=options)
     methods: dict[str, Any] = {}
     for name, spec in specs.items():
         if spec == ORACLE:
             methods[name] = ORACLE
         else:
             uses = needs_scorer(spec)
-            methods[name] = build_cropper(spec, args.device, scorer=scorer if uses else None)
+            methods[name] = build_cropper(
+                spec, model_options=options, scorer=scorer if uses else None
+            )
     results = run_eval(
         dataset,
         methods,

@@ -15,6 +15,7 @@ __all__ = [
     "resolve_dtype",
     "resolve_device_dtype",
     "from_pretrained",
+    "dtype_keyword",
     "pickle_refused_message",
 ]
 
@@ -77,6 +78,15 @@ def resolve_device_dtype(device: Any, dtype: Any, *, prefer_bf16: bool = False) 
     return dev, resolve_dtype(dtype, dev)
 
 
+def dtype_keyword() -> str:
+    """The ``from_pretrained`` keyword for the weights' dtype: ``dtype`` (transformers
+    >= 4.56) or ``torch_dtype`` (older releases, which ignore ``dtype`` and load float32)."""
+    import transformers
+
+    major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
 def from_pretrained(
     auto_class: Any, name: str, *, dtype: Any, allow_pickle: bool = False, **kwargs: Any
 ) -> Any:
@@ -90,10 +100,7 @@ def from_pretrained(
     Raises:
         UnsafeWeightsError: ``name`` has no safetensors weights and ``allow_pickle`` is False.
     """
-    import transformers
-
-    major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
-    key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    key = dtype_keyword()
     if allow_pickle:
         logger.warning(
             "loading %r with allow_pickle=True: pickled weights may execute code; only use "

@@ -29,8 +29,9 @@ import importlib.util
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_choice, check_range
@@ -343,6 +344,11 @@ class CandidateIndex:
     def ids(self) -> tuple[str, ...]:
         """Entry ids in insertion order."""
         return tuple(self._ids)
+
+    @property
+    def positions(self) -> Mapping[str, int]:
+        """Entry id -> row of :meth:`embeddings` (a read-only view)."""
+        return MappingProxyType(self._positions)
 
     @property
     def dim(self) -> int | None:

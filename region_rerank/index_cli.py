@@ -7,6 +7,8 @@ import argparse
 import logging
 from typing import Any
 
+from region_rerank.model_options import add_model_option_args, model_options_from_args
+
 __all__ = ["add_index_parsers"]
 
 logger = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ def add_index_parsers(sub: Any) -> None:
     build.add_argument("--scorer", required=True, help=usage_line("scorer"))
     build.add_argument("--out", required=True, help="index folder (shards in OUT/shards)")
     build.add_argument("--batch-size", type=int, default=64, help="entries per embedding call")
-    build.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    add_model_option_args(build)
     build.set_defaults(run=_build)
     merge = kinds.add_parser("merge", help="merge finished shards into one index")
     merge.add_argument("--out", required=True, help="index folder")
@@ -35,6 +37,7 @@ def add_index_parsers(sub: Any) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     from region_rerank.eval.datasets import load_kb_jsonl
@@ -51,7 +54,8 @@ def _build(args: argparse.Namespace) -> int:
             device = f"cuda:{rank % torch.cuda.device_count()}"
     kb = load_kb_jsonl(Path(args.data) / "kb.jsonl")
     entries = [kb[k].to_candidate() for k in sorted(kb)]
-    scorer = build_scorer(args.scorer, device=device)
+    options = replace(model_options_from_args(args), device=device)
+    scorer = build_scorer(args.scorer, model_options=options)
     index = build_index_sharded(entries, scorer, args.out, batch_size=args.batch_size)
     if group:
         import torch.distributed as dist

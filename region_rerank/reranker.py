@@ -29,6 +29,7 @@ from region_rerank.croppers.base import QueryCropper
 from region_rerank.errors import ConfigError
 from region_rerank.fusion import FUSION_MODES, fuse_scores, input_order, rank_candidates
 from region_rerank.images import ImageLoadOptions, load_image
+from region_rerank.model_options import ModelOptions, model_options_or_default
 from region_rerank.scorers.base import PairScorer, Scorer
 from region_rerank.types import Candidate, CropAction, CropDecision, Query, RerankResult
 from region_rerank.views import score_by_embeddings, score_by_pairs
@@ -135,8 +136,10 @@ class CroppedReranker:
         config: :class:`RerankerConfig`.
         cache: An :class:`~region_rerank.cache.EmbeddingCache` to share between rerankers
             (default: a private one bounded by ``config.cache_bytes``).
-        device: Used only when building the default cropper / scorer.
-        dtype: Used only when building the default cropper / scorer.
+        model_options: How the cropper / scorer built from specs load their models
+            (:class:`~region_rerank.model_options.ModelOptions`); components passed as
+            objects keep their own. A cropper built from a spec also decodes with
+            ``config.image_options``.
 
     The caller's queries and candidates are never modified; results reference them.
     One reranker may be used from several threads at once: components built from specs
@@ -151,8 +154,7 @@ class CroppedReranker:
         *,
         config: RerankerConfig | None = None,
         cache: EmbeddingCache | None = None,
-        device: Any = "auto",
-        dtype: Any = "auto",
+        model_options: ModelOptions | None = None,
     ) -> None:
         self.config = config or RerankerConfig()
         self._cropper_spec = cropper if cropper is not None else "grounding"
@@ -162,7 +164,7 @@ class CroppedReranker:
         )
         self._scorer: Any = None if isinstance(scorer, (str, type(None))) else scorer
         self.cache = cache if cache is not None else EmbeddingCache(self.config.cache_bytes)
-        self._device, self._dtype = device, dtype
+        self.model_options = model_options_or_default(model_options)
         self._build_lock = threading.RLock()
 
     # ------------------------------------------------------------------ pickling
@@ -207,7 +209,12 @@ class CroppedReranker:
 
                     spec = str(self._cropper_spec)
                     scorer = self.scorer if needs_scorer(spec) else None
-                    self._cropper = build_cropper(spec, self._device, self._dtype, scorer=scorer)
+                    self._cropper = build_cropper(
+                        spec,
+                        model_options=self.model_options,
+                        image_options=self.config.image_options,
+                        scorer=scorer,
+                    )
         return self._cropper
 
     @property
@@ -218,7 +225,9 @@ class CroppedReranker:
                 if self._scorer is None:
                     from region_rerank.factory import build_scorer
 
-                    self._scorer = build_scorer(str(self._scorer_spec), self._device, self._dtype)
+                    self._scorer = build_scorer(
+                        str(self._scorer_spec), model_options=self.model_options
+                    )
         return self._scorer
 
     # ------------------------------------------------------------------ public API

@@ -9,10 +9,12 @@ the CLI help, the re-ranker and the docs. No list of specs is written anywhere e
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from region_rerank.errors import ConfigError
+from region_rerank.images import ImageLoadOptions
+from region_rerank.model_options import ModelOptions
 
 __all__ = ["ComponentSpec", "BuildArgs", "split_spec", "lookup"]
 
@@ -20,11 +22,19 @@ __all__ = ["ComponentSpec", "BuildArgs", "split_spec", "lookup"]
 @dataclass(frozen=True)
 class BuildArgs:
     """What a builder gets: the spec's argument (``MODEL`` / ``WEIGHTS`` / ``FRACTION`` after
-    the colon, or ``None``) and the build options."""
+    the colon, or ``None``) and the build options.
+
+    Attributes:
+        arg: The spec's argument.
+        model_options: How a model-backed component loads its model.
+        image_options: How a cropper decodes query images (``None``: the defaults).
+        scorer: The re-ranker's scorer, for the croppers that need one.
+        threshold: Detector threshold / similarity margin (``None``: the cropper's).
+    """
 
     arg: str | None
-    device: Any = "auto"
-    dtype: Any = "auto"
+    model_options: ModelOptions = field(default_factory=ModelOptions)
+    image_options: ImageLoadOptions | None = None
     scorer: Any = None
     threshold: float | None = None
 

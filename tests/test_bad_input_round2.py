@@ -15,6 +15,7 @@ from PIL import Image
 from region_rerank import ClipScorer, CroppedReranker, RerankerConfig
 from region_rerank.errors import ImageLoadError, InputTypeError, RegionRerankError
 from region_rerank.images import load_image
+from region_rerank.model_options import ModelOptions
 from region_rerank.testing import FakeCropper, FakeScorer
 from region_rerank.types import Candidate, Query
 from tests.tiny.clip_models import build_tiny_clip
@@ -22,7 +23,10 @@ from tests.tiny.clip_models import build_tiny_clip
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> ClipScorer:
-    return ClipScorer(str(build_tiny_clip(tmp_path_factory.mktemp("clip") / "m")), device="cpu")
+    return ClipScorer(
+        str(build_tiny_clip(tmp_path_factory.mktemp("clip") / "m")),
+        model_options=ModelOptions(device="cpu"),
+    )
 
 
 def _query() -> Query:

@@ -15,8 +15,9 @@ import torch
 from PIL import Image
 
 from region_rerank import ClipScorer, CroppedReranker, RerankerConfig
-from region_rerank.croppers.grounding import GroundingCropper, GroundingCropperConfig
+from region_rerank.croppers.grounding import GroundingCropper
 from region_rerank.croppers.vlm import VLMCropper, VLMCropperConfig
+from region_rerank.model_options import ModelOptions
 from region_rerank.testing import FakeCropper
 from region_rerank.types import Candidate, Query
 from tests.tiny.clip_models import build_tiny_clip, smooth_image
@@ -58,8 +59,12 @@ def _scores(rr: CroppedReranker) -> list[dict[str, float]]:
 
 def test_clip_scorer_in_bfloat16_matches_float32(models: dict[str, Path]) -> None:
     crop = FakeCropper((0.1, 0.2, 0.7, 0.9))
-    fp32 = ClipScorer(str(models["clip"]), device="cpu", dtype="float32")
-    bf16 = ClipScorer(str(models["clip"]), device="cpu", dtype="bfloat16")
+    fp32 = ClipScorer(
+        str(models["clip"]), model_options=ModelOptions(device="cpu", dtype="float32")
+    )
+    bf16 = ClipScorer(
+        str(models["clip"]), model_options=ModelOptions(device="cpu", dtype="bfloat16")
+    )
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
     for a, b in zip(_scores(CroppedReranker(crop, fp32)), _scores(CroppedReranker(crop, bf16))):
         assert a.keys() == b.keys()
@@ -72,14 +77,14 @@ def _valid(decision: Any, size: tuple[int, int]) -> bool:
 
 
 def test_croppers_decide_in_bfloat16(models: dict[str, Path]) -> None:
-    scorer = ClipScorer(str(models["clip"]), device="cpu", dtype="bfloat16")
+    scorer = ClipScorer(
+        str(models["clip"]), model_options=ModelOptions(device="cpu", dtype="bfloat16")
+    )
+    bf16 = ModelOptions(device="cpu", dtype="bfloat16")
     croppers = {
-        "owlv2": GroundingCropper(
-            str(models["owlv2"]), config=GroundingCropperConfig(dtype="bfloat16", device="cpu")
-        ),
+        "owlv2": GroundingCropper(str(models["owlv2"]), model_options=bf16),
         "vlm": VLMCropper(
-            str(models["qwen"]),
-            config=VLMCropperConfig(max_new_tokens=8, dtype="bfloat16", device="cpu"),
+            str(models["qwen"]), model_options=bf16, config=VLMCropperConfig(max_new_tokens=8)
         ),
     }
     for name, cropper in croppers.items():
@@ -95,8 +100,8 @@ def test_detector_decisions_in_bfloat16_match_float32(models: dict[str, Path]) -
     """Same actions as float32; boxes within a few pixels when both crop."""
 
     def cropper(dtype: str) -> GroundingCropper:
-        cfg = GroundingCropperConfig(dtype=dtype, device="cpu")
-        return GroundingCropper(str(models["owlv2"]), config=cfg)
+        options = ModelOptions(device="cpu", dtype=dtype)
+        return GroundingCropper(str(models["owlv2"]), model_options=options)
 
     images = [Image.new("RGB", (96, 64), (200, 30, 30)), smooth_image(96, 64, seed=7)]
     queries = [Query(img, "the red thing?") for img in images]

@@ -11,6 +11,7 @@ import torch
 
 from region_rerank.errors import CandidateError, ConfigError, ScorerError
 from region_rerank.images import crop_pil, crop_resize, pil_to_tensor
+from region_rerank.model_options import ModelOptions
 from region_rerank.scorers.base import (
     CandidateEmbeddingConfig,
     TensorImageScorer,
@@ -42,7 +43,10 @@ def tiny_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def scorers(tiny_folders: dict[str, Path]) -> dict[str, ClipScorer]:
     """One scorer per kind, loaded through the public constructor like a hub id."""
-    return {kind: ClipScorer(str(folder), device="cpu") for kind, folder in tiny_folders.items()}
+    return {
+        kind: ClipScorer(str(folder), model_options=ModelOptions(device="cpu"))
+        for kind, folder in tiny_folders.items()
+    }
 
 
 @pytest.fixture(params=KINDS)
@@ -74,7 +78,9 @@ def test_protocols_and_name(scorers: dict[str, ClipScorer], tiny_folders: dict[s
 
 def test_bad_folder_fails_on_first_use_with_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
-    scorer = ClipScorer(str(missing), device="cpu")  # lazy: nothing loaded yet
+    scorer = ClipScorer(
+        str(missing), model_options=ModelOptions(device="cpu")
+    )  # lazy: nothing loaded yet
     with pytest.raises(ConfigError, match="cannot load model") as info:
         scorer.embed_texts(["hello"])
     assert str(missing) in str(info.value)
@@ -94,12 +100,18 @@ def test_not_a_dual_encoder_is_a_config_error(tmp_path: Path) -> None:
     )
     CLIPTextModel(cfg).save_pretrained(folder)
     with pytest.raises(ConfigError, match="no get_image_features") as info:
-        ClipScorer(str(folder), device="cpu").embed_images(_images(1))
+        ClipScorer(str(folder), model_options=ModelOptions(device="cpu")).embed_images(_images(1))
     assert str(folder) in str(info.value) and "CLIPTextModel" in str(info.value)
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"batch_size": 0}, {"dtype": "float64"}, {"max_text_tokens": 0}]
+    "kwargs",
+    [
+        {"batch_size": 0},
+        {"model_options": ModelOptions},
+        {"model_options": {"dtype": "float16"}},
+        {"max_text_tokens": 0},
+    ],
 )
 def test_invalid_settings_are_rejected_at_construction(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
@@ -108,7 +120,7 @@ def test_invalid_settings_are_rejected_at_construction(kwargs: dict[str, Any]) -
 
 def test_trust_remote_code_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="region_rerank.scorers.clip"):
-        ClipScorer("some/model", trust_remote_code=True)
+        ClipScorer("some/model", model_options=ModelOptions(trust_remote_code=True))
     assert any("trust_remote_code=True" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="region_rerank.scorers.clip"):
@@ -161,7 +173,9 @@ def test_deterministic_and_input_sensitive(scorers: dict[str, ClipScorer], kind:
 def test_batch_size_does_not_change_embeddings(
     tiny_folders: dict[str, Path], scorers: dict[str, ClipScorer], kind: str
 ) -> None:
-    one = ClipScorer(str(tiny_folders[kind]), device="cpu", batch_size=1)
+    one = ClipScorer(
+        str(tiny_folders[kind]), batch_size=1, model_options=ModelOptions(device="cpu")
+    )
     imgs = _images(5)
     assert torch.allclose(one.embed_images(imgs), scorers[kind].embed_images(imgs), atol=1e-5)
     assert torch.allclose(one.embed_texts(TEXTS), scorers[kind].embed_texts(TEXTS), atol=1e-5)
@@ -201,8 +215,12 @@ def test_text_padding_and_truncation_follow_the_model(
 
 
 def test_bfloat16_model_still_returns_float32(tiny_folders: dict[str, Path]) -> None:
-    low = ClipScorer(str(tiny_folders["clip"]), device="cpu", dtype="bfloat16")
-    full = ClipScorer(str(tiny_folders["clip"]), device="cpu", dtype="float32")
+    low = ClipScorer(
+        str(tiny_folders["clip"]), model_options=ModelOptions(device="cpu", dtype="bfloat16")
+    )
+    full = ClipScorer(
+        str(tiny_folders["clip"]), model_options=ModelOptions(device="cpu", dtype="float32")
+    )
     imgs = _images(2)
     emb = low.embed_images(imgs)
     assert emb.dtype == torch.float32
@@ -334,7 +352,9 @@ def test_candidate_weights_and_text_cut(scorers: dict[str, ClipScorer], tiny_fol
 
     def embed(**cfg: Any) -> Any:
         cc = CandidateEmbeddingConfig(**cfg)
-        return ClipScorer(folder, device="cpu", candidate_config=cc).embed_candidates(cand)[0]
+        return ClipScorer(
+            folder, candidate_config=cc, model_options=ModelOptions(device="cpu")
+        ).embed_candidates(cand)[0]
 
     text_only = embed(image_weight=0.0)
     assert torch.allclose(text_only, t, atol=1e-5)

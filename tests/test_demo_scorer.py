@@ -15,6 +15,7 @@ from region_rerank.demo.scorer import DemoScorer
 from region_rerank.demo.tower import WEIGHTS_PATH, load_image_tower, sha256_of
 from region_rerank.demo.tower_training import entity_phrase
 from region_rerank.errors import ConfigError
+from region_rerank.model_options import ModelOptions
 from region_rerank.scorers.base import TensorImageScorer
 from region_rerank.types import Box
 from region_rerank.views import embed_views
@@ -22,7 +23,7 @@ from region_rerank.views import embed_views
 
 @pytest.fixture(scope="module")
 def scorer() -> DemoScorer:
-    return DemoScorer(device="cpu")
+    return DemoScorer(model_options=ModelOptions(device="cpu"))
 
 
 def test_shipped_weights_are_small_and_verified() -> None:

@@ -36,6 +36,10 @@ HAVE_NBCLIENT = all(
     importlib.util.find_spec(m) is not None for m in ("nbclient", "nbformat", "ipykernel")
 )
 SUMMARY = re.compile(r"answer ranked first: (\d+)/(\d+) before, (\d+)/(\d+) after re-ranking")
+SEARCH = re.compile(
+    r"answer among the first (\d+) search results: (\d+)/(\d+) searching with the full "
+    r"image, (\d+)/(\d+) with the policy's view fused in"
+)
 CROP = re.compile(r"^(test-\d+):.*?\n(?:.*\n)*?  crop: REGION \[([^\]]+)\]", re.MULTILINE)
 
 
@@ -164,6 +168,17 @@ def test_example_reranks_and_draws_the_crop(runs: dict[str, str], which: str) ->
         x1, y1, *_ = (int(float(v)) for v in box_text.split(","))
         drawn = Image.open(out / f"{query_id}_crop.png").convert("RGB")
         assert drawn.getpixel((x1 + 1, y1 + 1)) == (255, 0, 0)  # the box outline
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["script", "notebook"])
+def test_example_searches_with_the_policys_view(runs: dict[str, str], which: str) -> None:
+    """The region-aware retriever runs inside LangChain on the shipped policy and reports
+    both searches over the same queries (what it finds is measured in bench quality)."""
+    found = SEARCH.search(runs[which])
+    assert found, runs[which][-2000:]
+    k, full, n, fused, n2 = (int(g) for g in found.groups())
+    assert k == 5 and n == n2 == 10 and 0 <= full <= n and 0 <= fused <= n
 
 
 def write_notebook() -> None:

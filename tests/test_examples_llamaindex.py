@@ -139,6 +139,9 @@ def test_notebook_runs_and_matches_the_script(runs: Runs) -> None:
     assert (runs.notebook_out / "crop.png").is_file()
     notebook, script = _summary(runs.notebook_out), _summary(runs.script_out)
     assert notebook["top1_hits"] == script["top1_hits"]
+    # the region-aware retriever ran in both, on the shipped policy, with the same results
+    assert notebook["search_top5"] == script["search_top5"]
+    assert set(script["search_top5"]) == {"full", "fused"}
     keys = ("id", "rank_retriever", "rank_full_image", "rank_cropped", "top5_cropped")
     assert [{k: r[k] for k in keys} for r in notebook["rows"]] == [
         {k: r[k] for k in keys} for r in script["rows"]

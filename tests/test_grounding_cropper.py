@@ -119,7 +119,6 @@ def _assert_inside(decision: CropDecision, size: tuple[int, int]) -> None:
         ("min_crop_size", 0),
         ("batch_size", 0),
         ("batch_size", True),
-        ("dtype", "float64"),
         ("model_type", "yolo"),
     ],
 )

@@ -54,6 +54,7 @@ from region_rerank import (
     RerankerConfig,
 )
 from region_rerank.demo.world import make_world
+from region_rerank.model_options import ModelOptions
 from region_rerank.testing import FakeCropper, FakeScorer
 
 ADAPTER_MODULE = "llama_index.postprocessor.region_rerank.base"
@@ -205,7 +206,7 @@ def test_demo_scorer_in_a_query_engine_moves_the_answer_up(world: World) -> None
 
     index = VectorStoreIndex(world.nodes()[:N_IMAGE_NODES], embed_model=MockEmbedding(embed_dim=8))
     retriever = index.as_retriever(similarity_top_k=N_IMAGE_NODES)
-    reranker = CroppedReranker(world.oracle(), DemoScorer(device="cpu"))
+    reranker = CroppedReranker(world.oracle(), DemoScorer(model_options=ModelOptions(device="cpu")))
     engine = index.as_query_engine(
         llm=MockLLM(),
         similarity_top_k=N_IMAGE_NODES,

@@ -17,6 +17,7 @@ from region_rerank import ClipScorer, CroppedReranker, EmbeddingCache
 from region_rerank.croppers.grounding import GroundingCropper
 from region_rerank.croppers.vlm import VLMCropper, VLMCropperConfig
 from region_rerank.factory import build_cropper, build_scorer
+from region_rerank.model_options import ModelOptions
 from region_rerank.types import Candidate, Query
 from tests.tiny.clip_models import build_tiny_clip, smooth_image
 from tests.tiny.detectors import build_owlv2
@@ -26,7 +27,7 @@ from tests.tiny.qwen import build_tiny_qwen
 @pytest.fixture(scope="module")
 def components(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("pickling")
-    clip = ClipScorer(str(build_tiny_clip(root / "clip")), device="cpu")
+    clip = ClipScorer(str(build_tiny_clip(root / "clip")), model_options=ModelOptions(device="cpu"))
     return {
         "clip": clip,
         "grounding": GroundingCropper(str(build_owlv2(root / "owlv2"))),

@@ -21,7 +21,8 @@ from region_rerank.errors import ConfigError
 from region_rerank.eval.datasets import EvalDataset, EvalQuery, KBEntry
 from region_rerank.images import crop_pil
 from region_rerank.testing import FakeScorer
-from region_rerank.train.data import build_policy_training_set, build_reward_examples
+from region_rerank.train.data import build_reward_examples
+from region_rerank.train.policy_set import build_policy_training_set
 from region_rerank.train.proposal_trainer import ProposalTrainingConfig, train_policy
 from region_rerank.train.rewards import full_reward, region_reward
 from region_rerank.train.sampling import GroupSamplingConfig

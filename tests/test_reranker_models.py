@@ -11,6 +11,7 @@ import pytest
 
 from region_rerank import ClipScorer, CroppedReranker, RerankerConfig
 from region_rerank.croppers.grounding import GroundingCropper, GroundingCropperConfig
+from region_rerank.model_options import ModelOptions
 from region_rerank.testing import FakeCropper
 from region_rerank.types import Candidate, Query
 from tests.tiny.clip_models import build_tiny_clip, build_tiny_siglip, smooth_image
@@ -21,8 +22,12 @@ from tests.tiny.detectors import build_owlv2
 def scorers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ClipScorer]:
     root = tmp_path_factory.mktemp("rerank_models")
     return {
-        "clip": ClipScorer(str(build_tiny_clip(root / "clip")), device="cpu"),
-        "siglip": ClipScorer(str(build_tiny_siglip(root / "siglip")), device="cpu"),
+        "clip": ClipScorer(
+            str(build_tiny_clip(root / "clip")), model_options=ModelOptions(device="cpu")
+        ),
+        "siglip": ClipScorer(
+            str(build_tiny_siglip(root / "siglip")), model_options=ModelOptions(device="cpu")
+        ),
     }
 
 
@@ -96,7 +101,7 @@ def test_eight_threads_share_one_lazily_loaded_pipeline(
     def pipeline() -> CroppedReranker:
         return CroppedReranker(
             GroundingCropper(str(owl_dir), config=permissive),
-            ClipScorer(str(clip_dir), device="cpu"),
+            ClipScorer(str(clip_dir), model_options=ModelOptions(device="cpu")),
             config=RerankerConfig(fusion="max"),
         )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from region_rerank.errors import UnsafeWeightsError
+from region_rerank.model_options import ModelOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,15 +46,32 @@ def test_trust_remote_code_is_off_by_default_everywhere() -> None:
     from region_rerank import (
         ClipScorer,
         CrossEncoderScorer,
+        DemoScorer,
+        GroundingCropper,
+        GroundingCropperConfig,
+        ProposalPolicyCropper,
         SentenceTransformerScorer,
+        VLMCropper,
         VLMCropperConfig,
     )
 
-    for cls in (ClipScorer, SentenceTransformerScorer, CrossEncoderScorer):
+    assert ModelOptions().trust_remote_code is False and ModelOptions().allow_pickle is False
+    for cls in (
+        ClipScorer,
+        SentenceTransformerScorer,
+        CrossEncoderScorer,
+        VLMCropper,
+        GroundingCropper,
+        ProposalPolicyCropper,
+        DemoScorer,
+    ):
         params = inspect.signature(cls.__init__).parameters
-        assert params["trust_remote_code"].default is False, cls.__name__
-        assert params["allow_pickle"].default is False, cls.__name__
-    assert VLMCropperConfig().trust_remote_code is False
+        assert params["model_options"].default is None, cls.__name__
+        assert not {"trust_remote_code", "allow_pickle", "device", "dtype"} & set(params)
+    for config in (VLMCropperConfig, GroundingCropperConfig):
+        assert not {"trust_remote_code", "allow_pickle", "device", "dtype"} & set(
+            config.__dataclass_fields__
+        ), config.__name__
 
 
 @pytest.mark.parametrize("cls_name", ["SentenceTransformerScorer", "CrossEncoderScorer"])
@@ -64,7 +82,7 @@ def test_trust_remote_code_logs_a_warning_for_sentence_transformers(
 
     cls = getattr(region_rerank, cls_name)
     with caplog.at_level(logging.WARNING):
-        cls("some/model", trust_remote_code=True)  # lazy: nothing is loaded
+        cls("some/model", model_options=ModelOptions(trust_remote_code=True))  # lazy
     assert any("trust_remote_code=True" in r.getMessage() for r in caplog.records)
 
 
@@ -88,13 +106,15 @@ def test_pickled_clip_weights_are_refused_unless_allowed(
     safe, pickled = clip_dirs
     assert not list(pickled.rglob("*.safetensors")) and (pickled / "pytorch_model.bin").is_file()
     with pytest.raises(UnsafeWeightsError, match="allow_pickle=True"):
-        _ = ClipScorer(str(pickled), device="cpu").model
+        _ = ClipScorer(str(pickled), model_options=ModelOptions(device="cpu")).model
     with caplog.at_level(logging.WARNING):
-        opted_in = ClipScorer(str(pickled), device="cpu", allow_pickle=True)
+        opted_in = ClipScorer(
+            str(pickled), model_options=ModelOptions(device="cpu", allow_pickle=True)
+        )
         img = [Image.new("RGB", (40, 30), "red")]
         got = opted_in.embed_images(img)
     assert "allow_pickle=True" in caplog.text
-    expected = ClipScorer(str(safe), device="cpu").embed_images(img)
+    expected = ClipScorer(str(safe), model_options=ModelOptions(device="cpu")).embed_images(img)
     assert torch.allclose(got, expected, atol=1e-5)  # the same weights, from the pickle
 
 
@@ -106,8 +126,10 @@ def test_pickled_sentence_transformers_weights_are_refused_unless_allowed(
 
     pickled = _pickle_only_copy(build_tiny_st_text(tmp_path / "st"), tmp_path / "pickled")
     with pytest.raises(UnsafeWeightsError, match="no safetensors weights"):
-        _ = SentenceTransformerScorer(str(pickled), device="cpu").model
-    scorer = SentenceTransformerScorer(str(pickled), device="cpu", allow_pickle=True)
+        _ = SentenceTransformerScorer(str(pickled), model_options=ModelOptions(device="cpu")).model
+    scorer = SentenceTransformerScorer(
+        str(pickled), model_options=ModelOptions(device="cpu", allow_pickle=True)
+    )
     assert tuple(scorer.embed_texts(["a red bridge"]).shape) == (1, 32)
 
 
@@ -165,9 +187,9 @@ def test_no_network_and_eval_writes_only_under_out(
         socket.create_connection = refuse("create_connection")
 
         from PIL import Image
-        from region_rerank import Candidate, ClipScorer, CroppedReranker, Query
+        from region_rerank import Candidate, ClipScorer, CroppedReranker, ModelOptions, Query
         from region_rerank.cli import main
-        scorer = ClipScorer({str(safe)!r}, device="cpu")
+        scorer = ClipScorer({str(safe)!r}, model_options=ModelOptions(device="cpu"))
         rr = CroppedReranker(cropper="full", scorer=scorer)
         res = rr.rerank(Query(Image.new("RGB", (64, 48), "red"), "what?"),
                         [Candidate("a", "red"), Candidate("b", "blue")])
@@ -228,5 +250,8 @@ def test_pickled_vlm_weights_are_refused_unless_allowed(tmp_path: Path) -> None:
     assert not list(pickled.rglob("*.safetensors"))
     with pytest.raises(UnsafeWeightsError):
         VLMCropper(str(pickled), config=VLMCropperConfig(max_new_tokens=4))
-    allowed = VLMCropperConfig(max_new_tokens=4, allow_pickle=True)
-    assert VLMCropper(str(pickled), config=allowed).model_type == "qwen2_vl"
+    allowed = ModelOptions(allow_pickle=True)
+    cropper = VLMCropper(
+        str(pickled), model_options=allowed, config=VLMCropperConfig(max_new_tokens=4)
+    )
+    assert cropper.model_type == "qwen2_vl"

@@ -15,6 +15,7 @@ import torch
 pytest.importorskip("sentence_transformers", reason="needs the sbert extra (sentence-transformers)")
 
 from region_rerank.errors import CandidateError, ConfigError, ScorerError
+from region_rerank.model_options import ModelOptions
 from region_rerank.scorers.base import PairScorer, Scorer, l2_normalize
 from region_rerank.scorers.clip import ClipScorer
 from region_rerank.scorers.cross_encoder import CrossEncoderScorer
@@ -49,17 +50,21 @@ def st_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def st_clip(st_folders: dict[str, Path]) -> SentenceTransformerScorer:
-    return SentenceTransformerScorer(str(st_folders["st_clip"]), device="cpu")
+    return SentenceTransformerScorer(
+        str(st_folders["st_clip"]), model_options=ModelOptions(device="cpu")
+    )
 
 
 @pytest.fixture(scope="module")
 def st_text(st_folders: dict[str, Path]) -> SentenceTransformerScorer:
-    return SentenceTransformerScorer(str(st_folders["st_text"]), device="cpu")
+    return SentenceTransformerScorer(
+        str(st_folders["st_text"]), model_options=ModelOptions(device="cpu")
+    )
 
 
 @pytest.fixture(scope="module")
 def cross(st_folders: dict[str, Path]) -> CrossEncoderScorer:
-    return CrossEncoderScorer(str(st_folders["cross"]), device="cpu")
+    return CrossEncoderScorer(str(st_folders["cross"]), model_options=ModelOptions(device="cpu"))
 
 
 def _images(n: int, seed: int = 0) -> list[Any]:
@@ -90,7 +95,7 @@ def test_st_clip_embeddings(st_clip: SentenceTransformerScorer) -> None:
 def test_st_clip_agrees_with_clip_scorer_on_the_same_weights(
     st_clip: SentenceTransformerScorer, st_folders: dict[str, Path]
 ) -> None:
-    clip = ClipScorer(str(st_folders["clip"]), device="cpu")
+    clip = ClipScorer(str(st_folders["clip"]), model_options=ModelOptions(device="cpu"))
     imgs = _images(3, seed=5)
     assert torch.allclose(st_clip.embed_images(imgs), clip.embed_images(imgs), atol=1e-5)
     assert torch.allclose(st_clip.embed_texts(TEXTS), clip.embed_texts(TEXTS), atol=1e-5)
@@ -99,7 +104,9 @@ def test_st_clip_agrees_with_clip_scorer_on_the_same_weights(
 def test_legacy_clip_layout_loads_like_the_hub_model(
     st_clip: SentenceTransformerScorer, st_folders: dict[str, Path]
 ) -> None:
-    legacy = SentenceTransformerScorer(str(st_folders["st_clip_legacy"]), device="cpu")
+    legacy = SentenceTransformerScorer(
+        str(st_folders["st_clip_legacy"]), model_options=ModelOptions(device="cpu")
+    )
     assert legacy.supports_images
     imgs = _images(2, seed=7)
     assert torch.allclose(legacy.embed_images(imgs), st_clip.embed_images(imgs), atol=1e-5)
@@ -109,7 +116,9 @@ def test_legacy_clip_layout_loads_like_the_hub_model(
 def test_st_batch_size_does_not_change_embeddings(
     st_clip: SentenceTransformerScorer, st_folders: dict[str, Path]
 ) -> None:
-    one = SentenceTransformerScorer(str(st_folders["st_clip"]), device="cpu", batch_size=1)
+    one = SentenceTransformerScorer(
+        str(st_folders["st_clip"]), batch_size=1, model_options=ModelOptions(device="cpu")
+    )
     imgs = _images(4)
     assert torch.allclose(one.embed_images(imgs), st_clip.embed_images(imgs), atol=1e-5)
     assert torch.allclose(one.embed_texts(TEXTS), st_clip.embed_texts(TEXTS), atol=1e-5)
@@ -154,7 +163,9 @@ def test_text_only_model_embeds_candidates_by_text(st_text: SentenceTransformerS
 
 
 def test_st_bad_folder_is_a_config_error(tmp_path: Path) -> None:
-    scorer = SentenceTransformerScorer(str(tmp_path / "missing"), device="cpu")
+    scorer = SentenceTransformerScorer(
+        str(tmp_path / "missing"), model_options=ModelOptions(device="cpu")
+    )
     with pytest.raises(ConfigError, match="cannot load model"):
         scorer.embed_texts(["x"])
 
@@ -212,7 +223,9 @@ def test_cross_encoder_batch_size_is_invisible(
 ) -> None:
     view = smooth_image(80, 80, seed=2)
     query = Query(image=view, question=QUESTION)
-    one = CrossEncoderScorer(str(st_folders["cross"]), device="cpu", batch_size=1)
+    one = CrossEncoderScorer(
+        str(st_folders["cross"]), batch_size=1, model_options=ModelOptions(device="cpu")
+    )
     assert one.score_pairs(query, view, _candidates()) == pytest.approx(
         cross.score_pairs(query, view, _candidates()), abs=1e-5
     )
@@ -242,7 +255,9 @@ def test_cross_encoder_inputs(cross: CrossEncoderScorer, st_folders: dict[str, P
     assert set(cross.candidate_input(cands[1])) == {"image"}
     assert set(cross.candidate_input(cands[2])) == {"text", "image"}
     assert len(cross.candidate_input(cands[4])) == 500  # text cut at max_text_chars
-    two = CrossEncoderScorer(str(st_folders["cross"]), device="cpu", max_candidate_images=2)
+    two = CrossEncoderScorer(
+        str(st_folders["cross"]), max_candidate_images=2, model_options=ModelOptions(device="cpu")
+    )
     assert len(two.candidate_input(cands[3])["image"]) == 2
     assert two.score_pairs(query, view, cands[3:4]) != pytest.approx(
         cross.score_pairs(query, view, cands[3:4]), abs=1e-7
@@ -252,7 +267,9 @@ def test_cross_encoder_inputs(cross: CrossEncoderScorer, st_folders: dict[str, P
 
 
 def test_cross_encoder_raw_logits(cross: CrossEncoderScorer, st_folders: dict[str, Path]) -> None:
-    raw = CrossEncoderScorer(str(st_folders["cross"]), device="cpu", apply_activation=False)
+    raw = CrossEncoderScorer(
+        str(st_folders["cross"]), apply_activation=False, model_options=ModelOptions(device="cpu")
+    )
     view = smooth_image(70, 90, seed=6)
     query = Query(image=view, question=QUESTION)
     logits = torch.tensor(raw.score_pairs(query, view, _candidates()))
@@ -265,10 +282,14 @@ def test_cross_encoder_rejects_text_only_and_missing_models(
 ) -> None:
     view = smooth_image(32, 32)
     query = Query(image=view, question="q")
-    text_only = CrossEncoderScorer(str(st_folders["st_text"].parent / "hf"), device="cpu")
+    text_only = CrossEncoderScorer(
+        str(st_folders["st_text"].parent / "hf"), model_options=ModelOptions(device="cpu")
+    )
     with pytest.raises(ConfigError, match="text-only"):
         text_only.score_pairs(query, view, [Candidate("a", text="a")])
-    missing = CrossEncoderScorer(str(tmp_path / "missing"), device="cpu")
+    missing = CrossEncoderScorer(
+        str(tmp_path / "missing"), model_options=ModelOptions(device="cpu")
+    )
     with pytest.raises(ConfigError, match="cannot load model"):
         missing.score_pairs(query, view, [Candidate("a", text="a")])
     with pytest.raises(ConfigError):
@@ -302,7 +323,9 @@ def test_concurrent_first_use_loads_the_model_once(
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", CountingSentenceTransformer)
-    scorer = SentenceTransformerScorer(str(st_folders["st_clip"]), device="cpu")
+    scorer = SentenceTransformerScorer(
+        str(st_folders["st_clip"]), model_options=ModelOptions(device="cpu")
+    )
     with ThreadPoolExecutor(8) as ex:
         outs = list(ex.map(lambda t: scorer.embed_texts([t]), TEXTS * 2))
     assert loads == [str(st_folders["st_clip"])]

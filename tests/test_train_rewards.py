@@ -17,11 +17,11 @@ from region_rerank.train.rewards import (
     NoPositiveError,
     RewardConfig,
     full_reward,
-    make_trl_reward,
     malformed_reward,
     ranking_stats,
     region_reward,
 )
+from region_rerank.train.trl_reward import make_trl_reward
 from region_rerank.types import Box
 
 POS = [False, True, False, False]
@@ -194,7 +194,7 @@ def test_trl_reward_uses_real_rankings() -> None:
 
 def test_completion_text_restores_parsed_tool_calls() -> None:
     from region_rerank.croppers.vlm_output import parse_policy_output
-    from region_rerank.train.rewards import completion_text
+    from region_rerank.train.trl_reward import completion_text
 
     call = {"function": {"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [1, 2, 30, 40]}}}
     message = [{"role": "assistant", "content": "", "tool_calls": [call]}]

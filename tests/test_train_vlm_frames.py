@@ -17,7 +17,9 @@ from PIL import Image
 from region_rerank.demo.world import make_world
 from region_rerank.factory import build_scorer
 from region_rerank.images import load_image
-from region_rerank.train.rewards import make_trl_reward, region_reward
+from region_rerank.model_options import ModelOptions
+from region_rerank.train.rewards import region_reward
+from region_rerank.train.trl_reward import make_trl_reward
 from region_rerank.train.vlm_config import DataSection, PromptSection, VLMTrainingConfig
 from region_rerank.train.vlm_trainer import _training_rows, load_policy
 from tests.tiny.qwen import build_tiny_qwen
@@ -58,8 +60,9 @@ def test_the_processor_sees_the_configured_pixel_budget(setup: dict[str, Any]) -
 
 def test_a_scripted_valid_box_gets_the_hand_computed_reward(setup: dict[str, Any]) -> None:
     config, prompter = setup["config"], setup["prompter"]
-    scorer = build_scorer("demo", device="cpu")
-    rows = _training_rows(config, prompter, scorer, progress=False)
+    scorer = build_scorer("demo", model_options=ModelOptions(device="cpu"))
+    rows, index_embeddings = _training_rows(config, prompter, scorer, progress=False)
+    assert index_embeddings is None  # the reward weighs re-ranking only
     row = rows[0]
     image = load_image(row["image"])
     rw, rh = row["resized_size"]
@@ -86,3 +89,33 @@ def test_a_scripted_valid_box_gets_the_hand_computed_reward(setup: dict[str, Any
     assert got[0] == pytest.approx(expected, abs=1e-4)
     # ... and it is not the malformed penalty nor the FULL reward.
     assert got[0] != config.reward.malformed_penalty
+
+
+def test_retrieval_weight_gives_index_rows_and_keeps_uncovered_queries(
+    setup: dict[str, Any],
+) -> None:
+    """``reward.retrieval_weight > 0`` in the VLM config: the rows carry the positives'
+    index rows, queries whose pool misses the positive stay, and the TRL reward of a row
+    is defined (the index reward alone when the pool misses every positive)."""
+    from dataclasses import replace
+
+    from region_rerank.train.rewards import RewardConfig
+
+    base, prompter = setup["config"], setup["prompter"]
+    config = replace(
+        base,
+        data=replace(base.data, pool_k=1),  # a one-entry pool misses most positives
+        reward=RewardConfig(retrieval_weight=0.5),
+    )
+    scorer = build_scorer("demo", model_options=ModelOptions(device="cpu"))
+    rows, index_embeddings = _training_rows(config, prompter, scorer, progress=False)
+    assert index_embeddings is not None and index_embeddings.shape[0] == 12
+    assert len(rows) == 3 and all(r["index_positive"] for r in rows)
+    assert not all(any(r["is_positive"]) for r in rows)  # some pool misses its positive
+    reward_fn = make_trl_reward(scorer, config.reward, index_embeddings=index_embeddings)
+    columns = {
+        k: list(rows[k])
+        for k in ("image", "candidate_embeddings", "is_positive", "full_scores", "index_positive")
+    }
+    got = reward_fn(prompts=["p"] * 3, completions=["NO_CROP_NEEDED"] * 3, **columns)
+    assert all(v is not None for v in got)

@@ -26,6 +26,7 @@ from region_rerank.demo.world import make_world
 from region_rerank.eval.runner import load_eval_data
 from region_rerank.factory import build_scorer
 from region_rerank.images import load_image
+from region_rerank.model_options import ModelOptions
 from region_rerank.train.data import build_reward_examples
 from region_rerank.train.rewards import region_reward
 from region_rerank.types import Query
@@ -84,7 +85,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def scorer() -> Any:
-    return build_scorer("demo", device="cpu")
+    return build_scorer("demo", model_options=ModelOptions(device="cpu"))
 
 
 @pytest.fixture(scope="module", params=["qwen2_5_vl", "qwen3_vl"])

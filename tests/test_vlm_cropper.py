@@ -20,6 +20,7 @@ from region_rerank.croppers.base import QueryCropper
 from region_rerank.croppers.vlm import DEFAULT_PROMPT, VLMCropper, VLMCropperConfig
 from region_rerank.croppers.vlm_output import decision_from_output
 from region_rerank.errors import ConfigError
+from region_rerank.model_options import ModelOptions
 from region_rerank.types import Box, CropAction, CropDecision, Query
 from tests.tiny.qwen import FAMILIES, build_tiny_qwen
 
@@ -290,7 +291,7 @@ def test_lora_adapter_is_loaded_and_changes_the_outputs(
 
     tuned = VLMCropper(str(base_dir), adapter=str(adapter_dir), config=SHORT)
     assert isinstance(tuned.model, PeftModel)
-    assert tuned.config.adapter == str(adapter_dir)
+    assert tuned.adapter == str(adapter_dir)
     assert not tuned.model.training
     loaded = dict(tuned.model.named_parameters())
     for name, value in list(saved.items())[:5]:
@@ -362,7 +363,8 @@ def test_trust_remote_code_logs_a_warning(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="region_rerank"):
         cropper = VLMCropper(
-            str(tiny_qwen_dirs["qwen2_vl"]), config=VLMCropperConfig(trust_remote_code=True)
+            str(tiny_qwen_dirs["qwen2_vl"]),
+            model_options=ModelOptions(trust_remote_code=True),
         )
     assert cropper.model_type == "qwen2_vl"
     assert any("trust_remote_code" in r.getMessage() for r in caplog.records)
@@ -370,14 +372,7 @@ def test_trust_remote_code_logs_a_warning(
 
 def test_config_defaults() -> None:
     cfg = VLMCropperConfig()
-    assert (cfg.max_new_tokens, cfg.do_sample, cfg.coord_frame, cfg.device, cfg.dtype) == (
-        256,
-        False,
-        "auto",
-        "auto",
-        "auto",
-    )
-    assert cfg.trust_remote_code is False and cfg.adapter is None
+    assert (cfg.max_new_tokens, cfg.do_sample, cfg.coord_frame) == (256, False, "auto")
     assert "{question}" in DEFAULT_PROMPT
     assert VLMCropperConfig(coord_frame="qwen25_resized").coord_frame is CoordFrame.QWEN25_RESIZED
 
@@ -392,7 +387,6 @@ def test_config_defaults() -> None:
         ({"top_p": 1.5}, "top_p"),
         ({"do_sample": "yes"}, "do_sample"),
         ({"coord_frame": "degrees"}, "coord_frame"),
-        ({"dtype": "int8"}, "dtype"),
         ({"pad": -0.1}, "pad"),
         ({"min_pixels": 5000, "max_pixels": 4000}, "min_pixels"),
         ({"prompt_template": "no placeholder"}, "prompt_template"),

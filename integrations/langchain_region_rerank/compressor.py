@@ -39,6 +39,7 @@ from region_rerank.adapter_support import (  # noqa: E402
     resolve_reranker,
 )
 from region_rerank.errors import MissingQueryImageError  # noqa: E402
+from region_rerank.model_options import ModelOptions  # noqa: E402
 from region_rerank.reranker import CroppedReranker  # noqa: E402
 from region_rerank.types import Candidate, Query  # noqa: E402
 
@@ -102,6 +103,9 @@ class RegionRerankCompressor(BaseDocumentCompressor):
     )
     cropper: str | None = Field(default=None, description="Cropper spec, e.g. 'grounding'.")
     scorer: str | None = Field(default=None, description="Scorer spec, e.g. 'clip:MODEL'.")
+    model_options: ModelOptions | None = Field(
+        default=None, description="How the components built from specs load their models."
+    )
     top_n: int | None = Field(default=3, description="Documents kept (None = all).")
     on_error: str | None = Field(
         default=None,
@@ -122,7 +126,11 @@ class RegionRerankCompressor(BaseDocumentCompressor):
     @model_validator(mode="after")
     def _build_reranker(self) -> RegionRerankCompressor:
         self.reranker = resolve_reranker(
-            self.reranker, self.cropper, self.scorer, on_error=self.on_error
+            self.reranker,
+            self.cropper,
+            self.scorer,
+            on_error=self.on_error,
+            model_options=self.model_options,
         )
         return self
 

@@ -39,9 +39,10 @@ class Bench:
         from region_rerank.croppers.proposal import ProposalPolicyCropper
         from region_rerank.croppers.text_match import TextMatchCropper
         from region_rerank.demo.scorer import DemoScorer
+        from region_rerank.model_options import ModelOptions
 
         self.settings = settings
-        self.scorer = DemoScorer(device="cpu")
+        self.scorer = DemoScorer(model_options=ModelOptions(device="cpu"))
         self.proposal = ProposalPolicyCropper(self.scorer)
         self.croppers: dict[str, Any] = {
             "full": FullImageCropper(),

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from region_rerank.errors import ConfigError
+from region_rerank.model_options import ModelOptions
 
 __all__ = ["REPORT_FORMAT", "QUALITY_METHODS", "run_quality", "format_quality_table"]
 
@@ -172,7 +173,7 @@ def run_quality(
     work_dir: str | os.PathLike[str] = "out/bench_quality",
     pool_k: int = 20,
     batch_size: int = 32,
-    device: str = "cpu",
+    model_options: ModelOptions | None = None,
     retrieve: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -189,7 +190,7 @@ def run_quality(
         work_dir: Worlds, pools and records are kept here (resumable).
         pool_k: Pool size.
         batch_size: Queries per re-ranking batch.
-        device: Where the scorer runs.
+        model_options: How the scorer loads (default: on the CPU).
         retrieve: ``None``: every method re-ranks the same full-image top-``pool_k`` pools.
             ``"full"`` / ``"view"`` / ``"fused"``: each method retrieves its own pool from
             an index of the KB (see :func:`region_rerank.eval.runner.run_eval`), so
@@ -214,7 +215,8 @@ def run_quality(
     check_range("n_test", n_test, 1)
     world = dict(world or {})
     started = time.perf_counter()
-    score = build_scorer(scorer, device=device)
+    options = model_options or ModelOptions(device="cpu")
+    score = build_scorer(scorer, model_options=options)
     specs: dict[str, str] = {}
     for item in methods:
         name, _, spec = item.partition("=") if "=" in item else (item, "", item)

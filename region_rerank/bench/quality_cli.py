@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from region_rerank.model_options import add_model_option_args, model_options_from_args
 from region_rerank.world_cli import add_world_arguments, world_overrides
 
 __all__ = ["add_quality_parser"]
@@ -43,7 +44,7 @@ def add_quality_parser(bench_sub: Any) -> None:
     quality.add_argument(
         "--work", default="out/bench_quality", help="worlds, pools and records (resumable)"
     )
-    quality.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps")
+    add_model_option_args(quality, device="cpu")
     quality.add_argument("--batch-size", type=int, default=32, help="queries per batch")
     quality.add_argument(
         "--retrieve",
@@ -68,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         scorer=args.scorer,
         work_dir=args.work,
         batch_size=args.batch_size,
-        device=args.device,
+        model_options=model_options_from_args(args),
         retrieve=args.retrieve,
     )
     print(format_quality_table(report), end="")

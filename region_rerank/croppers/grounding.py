@@ -47,9 +47,10 @@ from region_rerank.croppers.question_phrases import (
     detector_texts,
     phrases_from_question,
 )
-from region_rerank.device import DTYPE_NAMES, from_pretrained, resolve_device_dtype
+from region_rerank.device import from_pretrained, resolve_device_dtype
 from region_rerank.errors import ConfigError, CropperError, ModelLoadError, UnsafeWeightsError
 from region_rerank.images import ImageLoadOptions, load_image
+from region_rerank.model_options import ModelOptions, model_options_or_default
 from region_rerank.types import CropDecision, Query
 
 __all__ = ["GroundingCropperConfig", "GroundingCropper", "DEFAULT_MODEL", "MODEL_FAMILIES"]
@@ -101,12 +102,6 @@ class GroundingCropperConfig:
         max_aspect: Images more elongated than this (longer / shorter side) are not sent
             to the detector: the decision is FULL with the reason given. Detectors resize
             such images to a sliver in which nothing can be found.
-        device: ``"auto"`` (cuda, mps, cpu) or a torch device; only for models this cropper
-            loads (an injected ``model_obj`` stays where it is).
-        dtype: ``"auto"`` (float16 on GPU, float32 on CPU), ``"float32"``, ``"float16"`` or
-            ``"bfloat16"``; only for models this cropper loads.
-        allow_pickle: Also accept pickled detector weights (``pytorch_model.bin``); off by
-            default, only safetensors load (loading a pickle can execute code).
     """
 
     model_type: str = "auto"
@@ -121,9 +116,6 @@ class GroundingCropperConfig:
     batch_size: int = 8
     max_side: int = 1333
     max_aspect: float = 20.0
-    device: Any = "auto"
-    dtype: str = "auto"
-    allow_pickle: bool = False
 
     def __post_init__(self) -> None:
         check_choice("model_type", self.model_type, ["auto", "owlvit", "owlv2", "grounding-dino"])
@@ -151,7 +143,6 @@ class GroundingCropperConfig:
         check_int("batch_size", self.batch_size, 1)
         check_int("max_side", self.max_side, 32)
         check_range("max_aspect", self.max_aspect, 1.0)
-        check_choice("dtype", self.dtype, DTYPE_NAMES)
 
     def threshold_for(self, family: str) -> float:
         """The score threshold used for ``family``."""
@@ -177,6 +168,9 @@ class GroundingCropper(PicklesWithoutLocks, BaseCropper):
         model: Hub id or local folder of an OWL-ViT, OWLv2 or Grounding DINO checkpoint,
             loaded with ``AutoProcessor`` / ``AutoModelForZeroShotObjectDetection`` on
             first use (or by :meth:`load`). Ignored for the parts you inject.
+        model_options: Device, dtype (``"auto"``: float16 on GPU, float32 on CPU), pickled
+            weights and remote code (:class:`~region_rerank.model_options.ModelOptions`);
+            only for the parts this cropper loads (an injected ``model_obj`` stays as is).
         config: :class:`GroundingCropperConfig`; defaults when ``None``.
         query_fn: ``question -> phrases``; defaults to :func:`phrases_from_question`
             with ``config.max_phrases``. Its phrases go through :func:`clean_phrases`;
@@ -196,6 +190,7 @@ class GroundingCropper(PicklesWithoutLocks, BaseCropper):
         self,
         model: str = DEFAULT_MODEL,
         *,
+        model_options: ModelOptions | None = None,
         config: GroundingCropperConfig | None = None,
         query_fn: Callable[[str], list[str]] | None = None,
         model_obj: Any = None,
@@ -204,6 +199,8 @@ class GroundingCropper(PicklesWithoutLocks, BaseCropper):
     ) -> None:
         self.model_name = str(model)
         self.config = config or GroundingCropperConfig()
+        self.model_options = model_options_or_default(model_options)
+        self.model_options.warn_if_remote_code("GroundingCropper", self.model_name)
         self.query_fn = query_fn
         self.image_options = image_options
         self._model = model_obj
@@ -237,13 +234,19 @@ class GroundingCropper(PicklesWithoutLocks, BaseCropper):
     def _load_now(self) -> None:
         transformers = require("transformers", feature="GroundingCropper")
         try:
+            opts = self.model_options
             if self._processor is None:
-                self._processor = transformers.AutoProcessor.from_pretrained(self.model_name)
+                self._processor = transformers.AutoProcessor.from_pretrained(
+                    self.model_name, trust_remote_code=opts.trust_remote_code
+                )
             if self._model is None:
-                device, dtype = resolve_device_dtype(self.config.device, self.config.dtype)
-                auto = transformers.AutoModelForZeroShotObjectDetection
+                device, dtype = resolve_device_dtype(opts.device, opts.dtype)
                 model = from_pretrained(
-                    auto, self.model_name, dtype=dtype, allow_pickle=self.config.allow_pickle
+                    transformers.AutoModelForZeroShotObjectDetection,
+                    self.model_name,
+                    dtype=dtype,
+                    allow_pickle=opts.allow_pickle,
+                    trust_remote_code=opts.trust_remote_code,
                 )
                 self._model = model.to(device).eval()
         except UnsafeWeightsError:

@@ -28,7 +28,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from region_rerank.checksums import sha256_of
 from region_rerank.croppers.base import BaseCropper
 from region_rerank.errors import ConfigError
 from region_rerank.images import ImageLoadOptions, load_image
+from region_rerank.model_options import ModelOptions
 from region_rerank.proposals import grid_proposals
 from region_rerank.types import Box, CropDecision, Query
 
@@ -108,12 +109,10 @@ class ProposalPolicyConfig:
     Attributes:
         batch_size: View crops per scorer forward pass.
         max_detector_boxes: Detector boxes kept per image (highest first as returned).
-        image_options: Pixel budget / URL policy for decoding query images.
     """
 
     batch_size: int = 64
     max_detector_boxes: int = 16
-    image_options: ImageLoadOptions = field(default_factory=ImageLoadOptions)
 
     def __post_init__(self) -> None:
         check_range("batch_size", self.batch_size, 1)
@@ -303,7 +302,11 @@ class ProposalPolicyCropper(BaseCropper):
         config: :class:`ProposalPolicyConfig`.
         detector: Optional ``(image, question) -> boxes`` adding proposals (pixels).
         verify: Check the weights' SHA-256 checksum.
-        device: Where a scorer built from the weights' spec runs.
+        model_options: For a scorer built from the weights' spec
+            (:class:`~region_rerank.model_options.ModelOptions`; the policy network itself is
+            tiny, loads from safetensors and runs where that scorer runs).
+        image_options: How query images given as paths / bytes / arrays are decoded
+            (:class:`~region_rerank.images.ImageLoadOptions`).
     """
 
     name = "proposal"
@@ -316,7 +319,8 @@ class ProposalPolicyCropper(BaseCropper):
         config: ProposalPolicyConfig | None = None,
         detector: Detector | None = None,
         verify: bool = True,
-        device: Any = "auto",
+        model_options: ModelOptions | None = None,
+        image_options: ImageLoadOptions | None = None,
     ) -> None:
         if isinstance(weights, tuple):
             self.net, self.arch = weights
@@ -326,7 +330,7 @@ class ProposalPolicyCropper(BaseCropper):
         if scorer is None:
             from region_rerank.scorers.specs import build_scorer
 
-            scorer = build_scorer(self.arch.scorer, device=device)
+            scorer = build_scorer(self.arch.scorer, model_options=model_options)
         elif getattr(scorer, "name", None) != self.arch.scorer:
             logger.warning(
                 "ProposalPolicyCropper: weights were trained with the %r scorer, got %r",
@@ -335,6 +339,7 @@ class ProposalPolicyCropper(BaseCropper):
             )
         self.scorer = scorer
         self.config = config or ProposalPolicyConfig()
+        self.image_options = image_options
         self.detector = detector
 
     def __getstate__(self) -> dict[str, Any]:
@@ -368,7 +373,7 @@ class ProposalPolicyCropper(BaseCropper):
 
         from region_rerank.views import embed_views
 
-        images = [load_image(q.image, self.config.image_options) for q in queries]
+        images = [load_image(q.image, self.image_options) for q in queries]
         boxes = [self._boxes(img, q.question) for img, q in zip(images, queries)]
         views = [[None, *b] for b in boxes]
         emb = embed_views(self.scorer, images, views, batch_size=self.config.batch_size)

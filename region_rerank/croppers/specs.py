@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from region_rerank.errors import ConfigError
+from region_rerank.images import ImageLoadOptions
+from region_rerank.model_options import ModelOptions, model_options_or_default
 from region_rerank.spec_registry import BuildArgs, ComponentSpec, lookup, split_spec
 
 __all__ = ["CROPPERS", "build_cropper", "needs_scorer"]
@@ -30,7 +32,8 @@ def _baseline(a: BuildArgs, kind: str) -> Any:
         fraction = float(a.arg) if a.arg else 0.5
     except ValueError as exc:
         raise ConfigError(f"{kind}:FRACTION needs a number, got {a.arg!r}") from exc
-    return CenterCropper(fraction) if kind == "center" else RandomCropper(fraction)
+    cls = CenterCropper if kind == "center" else RandomCropper
+    return cls(fraction, image_options=a.image_options)
 
 
 def _grounding(a: BuildArgs) -> Any:
@@ -40,15 +43,19 @@ def _grounding(a: BuildArgs) -> Any:
         GroundingCropperConfig,
     )
 
-    cfg = GroundingCropperConfig(device=a.device, dtype=a.dtype, score_threshold=a.threshold)
-    return GroundingCropper(a.arg or DEFAULT_MODEL, config=cfg)
+    return GroundingCropper(
+        a.arg or DEFAULT_MODEL,
+        model_options=a.model_options,
+        config=GroundingCropperConfig(score_threshold=a.threshold),
+        image_options=a.image_options,
+    )
 
 
 def _vlm(a: BuildArgs) -> Any:
-    from region_rerank.croppers.vlm import DEFAULT_MODEL, VLMCropper, VLMCropperConfig
+    from region_rerank.croppers.vlm import DEFAULT_MODEL, VLMCropper
 
     return VLMCropper(
-        a.arg or DEFAULT_MODEL, config=VLMCropperConfig(device=a.device, dtype=a.dtype)
+        a.arg or DEFAULT_MODEL, model_options=a.model_options, image_options=a.image_options
     )
 
 
@@ -58,13 +65,17 @@ def _text_match(a: BuildArgs) -> Any:
     if a.scorer is None:
         raise ConfigError("the text_match cropper needs a bi-encoder scorer")
     margin = a.threshold if a.threshold is not None else 0.0
-    return TextMatchCropper(a.scorer, TextMatchCropperConfig(margin=margin))
+    return TextMatchCropper(
+        a.scorer, TextMatchCropperConfig(margin=margin), image_options=a.image_options
+    )
 
 
 def _proposal(a: BuildArgs) -> Any:
     from region_rerank.croppers.proposal import ProposalPolicyCropper
 
-    return ProposalPolicyCropper(a.scorer, a.arg, device=a.device)
+    return ProposalPolicyCropper(
+        a.scorer, a.arg, model_options=a.model_options, image_options=a.image_options
+    )
 
 
 def _fake(a: BuildArgs) -> Any:
@@ -118,9 +129,9 @@ def needs_scorer(spec: str) -> bool:
 
 def build_cropper(
     spec: str,
-    device: Any = "auto",
-    dtype: Any = "auto",
     *,
+    model_options: ModelOptions | None = None,
+    image_options: ImageLoadOptions | None = None,
     scorer: Any = None,
     threshold: float | None = None,
 ) -> Any:
@@ -128,8 +139,8 @@ def build_cropper(
 
     Args:
         spec: The cropper spec.
-        device: Where the cropper's model runs.
-        dtype: The dtype of the cropper's model weights.
+        model_options: How a model-backed cropper loads its model (defaults when ``None``).
+        image_options: How the cropper decodes query images (defaults when ``None``).
         scorer: The bi-encoder used by the croppers that need one (``text_match``,
             ``proposal``; the latter builds the scorer its weights were trained with
             when none is given).
@@ -141,6 +152,13 @@ def build_cropper(
         ModelLoadError: The cropper's model cannot be loaded (croppers that load eagerly).
     """
     entry, arg = lookup(CROPPERS, spec, "cropper")
+    options = model_options_or_default(model_options)
     return entry.build(
-        BuildArgs(arg, device=device, dtype=dtype, scorer=scorer, threshold=threshold)
+        BuildArgs(
+            arg,
+            model_options=options,
+            image_options=image_options,
+            scorer=scorer,
+            threshold=threshold,
+        )
     )

@@ -10,9 +10,10 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from region_rerank._optional import require
@@ -26,9 +27,10 @@ from region_rerank.croppers.vlm_output import (
     decision_from_output,
 )
 from region_rerank.croppers.vlm_prompt import FAMILY_FRAMES, VLMPrompter
-from region_rerank.device import DTYPE_NAMES, from_pretrained, resolve_device_dtype
+from region_rerank.device import from_pretrained, resolve_device_dtype
 from region_rerank.errors import ConfigError, ModelLoadError, UnsafeWeightsError
-from region_rerank.images import load_image
+from region_rerank.images import ImageLoadOptions, load_image
+from region_rerank.model_options import ModelOptions, model_options_or_default
 from region_rerank.types import CropDecision, Query
 
 if TYPE_CHECKING:
@@ -64,13 +66,6 @@ class VLMCropperConfig:
         min_crop_size: Grow accepted boxes to at least this many pixels per side (0: off).
         max_aspect_ratio: Images more elongated than this get FULL without generation (the
             Qwen-VL processors refuse ratios over 200).
-        device: ``"auto"`` (cuda, mps, cpu) or a torch device string.
-        dtype: ``"auto"`` (bfloat16 on GPUs that support it, float16 on other GPUs, float32
-            on CPU), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
-        trust_remote_code: Passed to ``from_pretrained``; runs code from the model repo.
-        allow_pickle: Also accept pickled weights (``pytorch_model.bin``); off by default,
-            only safetensors load (pickle can execute code).
-        adapter: Path or hub id of a peft LoRA adapter to apply to the loaded model.
     """
 
     max_new_tokens: int = 256
@@ -87,20 +82,14 @@ class VLMCropperConfig:
     min_box_size: float = 1.0
     min_crop_size: float = 0.0
     max_aspect_ratio: float = 200.0
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
-    adapter: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "batch_size", "max_question_chars"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}={value!r} must be an int >= 1")
-        for name in ("do_sample", "trust_remote_code", "allow_pickle"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be True or False")
+        if not isinstance(self.do_sample, bool):
+            raise ConfigError(f"do_sample={self.do_sample!r} must be True or False")
         check_range("temperature", self.temperature, 0, low_inclusive=False)
         check_range("top_p", self.top_p, 0, 1, low_inclusive=False)
         for name in ("pad", "min_box_size", "min_crop_size"):
@@ -115,9 +104,6 @@ class VLMCropperConfig:
                 check_range(name, getattr(self, name), 1)
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ConfigError(f"min_pixels={self.min_pixels} exceeds max_pixels={self.max_pixels}")
-        check_choice("dtype", self.dtype, DTYPE_NAMES)
-        if not isinstance(self.device, str) or not self.device:
-            raise ConfigError(f"device={self.device!r} must be 'auto' or a torch device string")
         if self.prompt_template is not None:
             check_prompt_template(self.prompt_template)
 
@@ -134,12 +120,17 @@ class VLMCropper(PicklesWithoutLocks, BaseCropper):
     Args:
         model: Hub id or local folder of the base model (loaded only when ``model_obj`` is
             not given; the processor is loaded from it when ``processor`` is not given).
-        adapter: Folder or hub id of a peft LoRA adapter (overrides ``config.adapter``).
-            Only applied to a model this class loads: wrap an injected ``model_obj`` with
-            ``PeftModel`` yourself (applying it here would modify your object).
+        adapter: Folder or hub id of a peft LoRA adapter. Only applied to a model this class
+            loads: wrap an injected ``model_obj`` with ``PeftModel`` yourself (applying it
+            here would modify your object).
+        model_options: Device, dtype (``"auto"``: bfloat16 on GPUs that support it, float16
+            on other GPUs, float32 on CPU), pickled weights and remote code
+            (:class:`~region_rerank.model_options.ModelOptions`); for a model this class loads.
         config: Generation and post-processing settings.
         model_obj: A ready ``*ForConditionalGeneration`` model (used as is, not moved).
         processor: A ready processor (used as is, never modified).
+        image_options: How query images given as paths / bytes / arrays are decoded
+            (:class:`~region_rerank.images.ImageLoadOptions`).
 
     Raises:
         ConfigError: Unknown model family with ``coord_frame="auto"``, or an adapter with
@@ -154,21 +145,20 @@ class VLMCropper(PicklesWithoutLocks, BaseCropper):
         self,
         model: str = DEFAULT_MODEL,
         *,
-        adapter: str | None = None,
+        adapter: str | os.PathLike[str] | None = None,
+        model_options: ModelOptions | None = None,
         config: VLMCropperConfig | None = None,
         model_obj: Any = None,
         processor: Any = None,
+        image_options: ImageLoadOptions | None = None,
     ) -> None:
-        cfg = config or VLMCropperConfig()
-        self.config = replace(cfg, adapter=str(adapter)) if adapter is not None else cfg
+        self.config = config or VLMCropperConfig()
+        self.adapter = None if adapter is None else str(adapter)
+        self.model_options = model_options_or_default(model_options)
+        self.image_options = image_options
         self.model_name = str(model)
-        if self.config.trust_remote_code:
-            logger.warning(
-                "VLMCropper: trust_remote_code=True runs Python code from %r; only use it "
-                "with repositories you trust",
-                self.model_name,
-            )
-        if model_obj is not None and self.config.adapter is not None:
+        self.model_options.warn_if_remote_code("VLMCropper", self.model_name)
+        if model_obj is not None and self.adapter is not None:
             raise ConfigError(
                 "adapter= is only applied to a model VLMCropper loads itself; wrap model_obj "
                 "with peft.PeftModel.from_pretrained(model_obj, adapter) before passing it"
@@ -202,32 +192,32 @@ class VLMCropper(PicklesWithoutLocks, BaseCropper):
             self.model_name,
             self.model_type,
             self.frame.value,
-            self.config.adapter,
+            self.adapter,
         )
 
     def _load_processor(self) -> Any:
         from transformers import AutoProcessor
 
         return AutoProcessor.from_pretrained(
-            self.model_name, trust_remote_code=self.config.trust_remote_code
+            self.model_name, trust_remote_code=self.model_options.trust_remote_code
         )
 
     def _load_model(self) -> Any:
         from transformers import AutoModelForImageTextToText
 
-        cfg = self.config
-        device, dtype = resolve_device_dtype(cfg.device, cfg.dtype, prefer_bf16=True)
+        opts = self.model_options
+        device, dtype = resolve_device_dtype(opts.device, opts.dtype, prefer_bf16=True)
         model = from_pretrained(
             AutoModelForImageTextToText,
             self.model_name,
             dtype=dtype,
-            trust_remote_code=cfg.trust_remote_code,
-            allow_pickle=cfg.allow_pickle,
+            trust_remote_code=opts.trust_remote_code,
+            allow_pickle=opts.allow_pickle,
         )
-        if self.config.adapter is not None:
+        if self.adapter is not None:
             peft = require("peft", feature="VLMCropper adapters")
-            model = peft.PeftModel.from_pretrained(model, self.config.adapter)
-            logger.info("VLMCropper: applied adapter %s", self.config.adapter)
+            model = peft.PeftModel.from_pretrained(model, self.adapter)
+            logger.info("VLMCropper: applied adapter %s", self.adapter)
         return model.to(device).eval()
 
     @property
@@ -304,7 +294,7 @@ class VLMCropper(PicklesWithoutLocks, BaseCropper):
         contexts: list[dict[str, Any]] = []
         todo: list[tuple[int, Image.Image, str]] = []
         for i, query in enumerate(queries):
-            image = load_image(query.image)
+            image = load_image(query.image, self.image_options)
             reason = self.prompter.skip_reason(image.size, cfg.max_aspect_ratio)
             contexts.append({"size": image.size, "skip": reason, "resized": None})
             if reason is None:
@@ -394,5 +384,5 @@ class VLMCropper(PicklesWithoutLocks, BaseCropper):
     def __repr__(self) -> str:
         return (
             f"VLMCropper(model={self.model_name!r}, family={self.model_type!r}, "
-            f"frame={self.frame.value!r}, adapter={self.config.adapter!r})"
+            f"frame={self.frame.value!r}, adapter={self.adapter!r})"
         )

@@ -61,6 +61,7 @@ def run_demo(
     from region_rerank.demo.scorer import DemoScorer
     from region_rerank.demo.world import make_world
     from region_rerank.eval.runner import load_split_dataset, run_eval
+    from region_rerank.model_options import ModelOptions
 
     out = Path(out_dir)
     world = out / "world"
@@ -69,7 +70,7 @@ def run_demo(
         make_world(world, seed=seed, n_train=0, n_val=0, n_test=n_test)
     logger.info("world ready in %.1fs", time.perf_counter() - t0)
     dataset = load_split_dataset(world, "test")
-    scorer = DemoScorer(device="cpu")
+    scorer = DemoScorer(model_options=ModelOptions(device="cpu"))
     return run_eval(
         dataset,
         _methods(methods, scorer),

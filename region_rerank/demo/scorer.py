@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 from region_rerank.demo.text_tower import load_text_model, minilm_path
 from region_rerank.demo.tower import IMAGE_MEAN, IMAGE_STD, INPUT_SIZE, load_image_tower
 from region_rerank.device import resolve_device
+from region_rerank.errors import ConfigError
 from region_rerank.images import load_image
+from region_rerank.model_options import ModelOptions, model_options_or_default
 from region_rerank.scorers.base import BaseEmbeddingScorer, CandidateEmbeddingConfig, ImageSpec
 
 if TYPE_CHECKING:
@@ -35,7 +37,8 @@ class DemoScorer(BaseEmbeddingScorer):
 
     Args:
         weights: Image-tower safetensors (the shipped, checksum-verified file by default).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        model_options: :class:`~region_rerank.model_options.ModelOptions`; only the device
+            applies (the towers run in float32 and load from safetensors, with no remote code).
         batch_size: Images / texts per forward pass.
         candidate_config: How candidate image(s) and text combine.
     """
@@ -46,11 +49,19 @@ class DemoScorer(BaseEmbeddingScorer):
         self,
         weights: str | Path | None = None,
         *,
-        device: Any = "auto",
+        model_options: ModelOptions | None = None,
         batch_size: int = 64,
         candidate_config: CandidateEmbeddingConfig | None = None,
     ) -> None:
-        self._device = resolve_device(device)
+        self.model_options = model_options_or_default(model_options)
+        if self.model_options.explicit_dtype and str(self.model_options.dtype) not in (
+            "float32",
+            "torch.float32",
+        ):
+            raise ConfigError(
+                f"DemoScorer runs in float32; got model_options.dtype={self.model_options.dtype!r}"
+            )
+        self._device = resolve_device(self.model_options.device)
         self.batch_size = batch_size
         self.candidate_config = candidate_config or CandidateEmbeddingConfig()
         import torch

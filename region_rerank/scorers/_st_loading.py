@@ -9,10 +9,16 @@ from typing import Any
 
 from region_rerank._optional import require
 from region_rerank._pickling import PicklesWithoutLocks
-from region_rerank.device import pickle_refused_message, resolve_device
+from region_rerank.device import (
+    dtype_keyword,
+    pickle_refused_message,
+    resolve_device,
+    resolve_dtype,
+)
 from region_rerank.errors import ConfigError, ModelLoadError, UnsafeWeightsError
+from region_rerank.model_options import ModelOptions, model_options_or_default
 
-__all__ = ["progress_enabled", "warn_remote_code", "load_st_model", "LazySTModel"]
+__all__ = ["progress_enabled", "load_st_model", "LazySTModel"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,28 +28,16 @@ def progress_enabled(log: logging.Logger) -> bool:
     return log.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
 
 
-def warn_remote_code(feature: str, model_id: str) -> None:
-    """Log that ``trust_remote_code=True`` will run code from ``model_id``'s repository."""
-    logger.warning(
-        "%s(%r, trust_remote_code=True) will execute code from the model repository; only "
-        "enable it for repositories you trust",
-        feature,
-        model_id,
-    )
-
-
 def load_st_model(
     cls_name: str,
     *,
     feature: str,
     model_id: str,
     model_obj: Any,
-    device: Any,
-    trust_remote_code: bool,
+    options: ModelOptions,
     model_kwargs: dict[str, Any],
     required_method: str,
     what: str,
-    allow_pickle: bool = False,
 ) -> Any:
     """Load (or adopt) a sentence-transformers model and put it in eval mode.
 
@@ -52,14 +46,13 @@ def load_st_model(
         feature: The scorer class, named in errors.
         model_id: Model name or folder.
         model_obj: An already loaded model, used instead of loading ``model_id``.
-        device: ``"auto"`` or a device. An injected ``model_obj`` is moved only when this
-            is not ``"auto"`` / ``None``.
-        trust_remote_code: Passed to the constructor.
+        options: Device, dtype, pickled weights and remote code. An injected
+            ``model_obj`` is moved / cast only to what is named; a loaded model gets a named
+            dtype through sentence-transformers' ``model_kwargs`` (``"auto"`` keeps the
+            checkpoint's).
         model_kwargs: Extra constructor keyword arguments.
         required_method: The method the model must have (``"encode"``, ``"predict"``).
         what: How the model is described in errors (``"a sentence-transformers model"``).
-        allow_pickle: Also accept pickled weights; otherwise only safetensors load
-            (``use_safetensors=True`` is added to the constructor's ``model_kwargs``).
 
     Raises:
         ImportError: sentence-transformers is not installed.
@@ -68,6 +61,7 @@ def load_st_model(
         ConfigError: The model lacks ``required_method``.
     """
     st = require("sentence_transformers", feature=feature)
+    allow_pickle = options.allow_pickle
     model = model_obj
     if model is None:
         kwargs = dict(model_kwargs)
@@ -80,11 +74,14 @@ def load_st_model(
             )
         else:
             kwargs["model_kwargs"] = {**kwargs.get("model_kwargs", {}), "use_safetensors": True}
+        if options.explicit_dtype:
+            dtype = resolve_dtype(options.dtype, resolve_device(options.device))
+            kwargs["model_kwargs"] = {**kwargs.get("model_kwargs", {}), dtype_keyword(): dtype}
         try:
             model = getattr(st, cls_name)(
                 model_id,
-                device=str(resolve_device(device)),
-                trust_remote_code=trust_remote_code,
+                device=str(resolve_device(options.device)),
+                trust_remote_code=options.trust_remote_code,
                 **kwargs,
             )
         except OSError as exc:
@@ -99,8 +96,12 @@ def load_st_model(
                 f"{feature} cannot load model {model_id!r}: {exc}. Pass {what} name or a "
                 f"folder written by {cls_name}.save"
             ) from exc
-    elif device not in (None, "auto"):
-        model = model.to(resolve_device(device))
+    elif options.explicit_device or options.explicit_dtype:
+        device = resolve_device(options.device) if options.explicit_device else None
+        if device is not None:
+            model = model.to(device)
+        if options.explicit_dtype:
+            model = model.to(resolve_dtype(options.dtype, device or model.device))
     if not callable(getattr(model, required_method, None)):
         raise ConfigError(
             f"{feature} needs a sentence-transformers {cls_name}; {model_id!r} is "
@@ -124,23 +125,18 @@ class LazySTModel(PicklesWithoutLocks):
         self,
         model: str | os.PathLike[str],
         model_obj: Any,
-        device: Any,
-        trust_remote_code: bool,
+        model_options: ModelOptions | None,
         model_kwargs: dict[str, Any] | None,
-        allow_pickle: bool = False,
     ) -> None:
         if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
             raise ConfigError(f"model must be a model name or a folder path, got {model!r}")
         self.model_id = str(model)
-        self.trust_remote_code = bool(trust_remote_code)
-        self.allow_pickle = bool(allow_pickle)
+        self.model_options = model_options_or_default(model_options)
         self.model_kwargs = dict(model_kwargs or {})
-        self._device_arg = device
         self._model: Any = model_obj
         self._loaded = False
         self._load_lock = threading.Lock()
-        if self.trust_remote_code:
-            warn_remote_code(self._feature, self.model_id)
+        self.model_options.warn_if_remote_code(self._feature, self.model_id)
 
     def _on_loaded(self, model: Any) -> None:
         """Validate or inspect a freshly loaded model (raise ``ConfigError`` to refuse it)."""
@@ -165,12 +161,10 @@ class LazySTModel(PicklesWithoutLocks):
                     feature=self._feature,
                     model_id=self.model_id,
                     model_obj=self._model,
-                    device=self._device_arg,
-                    trust_remote_code=self.trust_remote_code,
+                    options=self.model_options,
                     model_kwargs=self.model_kwargs,
                     required_method=self._required_method,
                     what=self._what,
-                    allow_pickle=self.allow_pickle,
                 )
                 self._on_loaded(model)
                 self._model = model
@@ -188,4 +182,4 @@ class LazySTModel(PicklesWithoutLocks):
         """The torch device the model runs on."""
         if self._model is not None:
             return self._model.device
-        return resolve_device(self._device_arg)
+        return resolve_device(self.model_options.device)

@@ -22,9 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from region_rerank._pickling import PicklesWithoutLocks
-from region_rerank._validate import check_choice, check_range
+from region_rerank._validate import check_range
 from region_rerank.device import (
-    DTYPE_NAMES,
     from_pretrained,
     resolve_device,
     resolve_device_dtype,
@@ -32,6 +31,7 @@ from region_rerank.device import (
 )
 from region_rerank.errors import ConfigError, ModelLoadError, ScorerError, UnsafeWeightsError
 from region_rerank.images import load_image
+from region_rerank.model_options import ModelOptions, model_options_or_default
 from region_rerank.scorers.base import (
     BaseEmbeddingScorer,
     CandidateEmbeddingConfig,
@@ -99,19 +99,16 @@ class ClipScorer(PicklesWithoutLocks, BaseEmbeddingScorer):
     Args:
         model: Hub id (``"openai/clip-vit-base-patch32"``, ``"google/siglip-base-patch16-224"``)
             or a local folder saved with ``save_pretrained``.
-        device: ``"auto"`` (cuda, then mps, then cpu), a device string or ``torch.device``.
-            With ``model_obj`` and ``"auto"``, the object stays where it is.
-        dtype: ``"auto"`` (float16 on GPU, float32 on CPU), ``"float32"``, ``"float16"``,
-            ``"bfloat16"`` or a ``torch.dtype``. Embeddings are always returned as float32.
+        model_options: Device, dtype, pickled weights and remote code
+            (:class:`~region_rerank.model_options.ModelOptions`; ``"auto"`` dtype is float16
+            on GPU). An injected ``model_obj`` is moved / cast only to what is named.
         batch_size: Images / texts per forward pass.
         candidate_config: How candidate images and text combine (see
             :class:`~region_rerank.scorers.base.CandidateEmbeddingConfig`).
         model_obj: An already loaded model with ``get_image_features`` / ``get_text_features``;
             ``model`` is then only used to find the processor when ``processor`` is None.
         processor: An already loaded processor (tokenizer + image processor).
-        trust_remote_code: Passed to ``from_pretrained``; runs code from the model repository.
-        allow_pickle: Also accept pickled weights (``pytorch_model.bin``); off by default,
-            only safetensors load (loading a pickle can execute code).
+        max_text_tokens: Texts are cut to this many tokens (default: the model's limit).
 
     Raises:
         ConfigError: A setting is invalid, or (on first use) the model cannot be loaded or is
@@ -124,31 +121,23 @@ class ClipScorer(PicklesWithoutLocks, BaseEmbeddingScorer):
         self,
         model: str | os.PathLike[str] = DEFAULT_MODEL,
         *,
-        device: Any = "auto",
-        dtype: Any = "auto",
+        model_options: ModelOptions | None = None,
         batch_size: int = 32,
         candidate_config: CandidateEmbeddingConfig | None = None,
         model_obj: Any = None,
         processor: Any = None,
-        trust_remote_code: bool = False,
         max_text_tokens: int | None = None,
-        allow_pickle: bool = False,
     ) -> None:
         if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
             raise ConfigError(f"model must be a hub id or a folder path, got {model!r}")
         check_range("batch_size", batch_size, 1)
         if max_text_tokens is not None:
             check_range("max_text_tokens", max_text_tokens, 1)
-        if isinstance(dtype, str):
-            check_choice("dtype", dtype, DTYPE_NAMES)
+        self.model_options = model_options_or_default(model_options)
         self.model_id = str(model)
         self.name = f"clip:{self.model_id}"
         self.batch_size = int(batch_size)
         self.candidate_config = candidate_config or CandidateEmbeddingConfig()
-        self.trust_remote_code = bool(trust_remote_code)
-        self.allow_pickle = bool(allow_pickle)
-        self._device_arg = device
-        self._dtype_arg = dtype
         self._model: Any = model_obj
         self._processor: Any = processor
         self._max_text_tokens_arg = max_text_tokens
@@ -159,12 +148,7 @@ class ClipScorer(PicklesWithoutLocks, BaseEmbeddingScorer):
         # Guards the one-time load, and the tokenizer, whose fast (Rust) backend must not
         # be reconfigured by one thread while another encodes.
         self._lock = threading.RLock()
-        if self.trust_remote_code:
-            logger.warning(
-                "ClipScorer(%r, trust_remote_code=True) will execute code from the model "
-                "repository; only enable it for repositories you trust",
-                self.model_id,
-            )
+        self.model_options.warn_if_remote_code("ClipScorer", self.model_id)
 
     # ------------------------------------------------------------------ loading
     def load(self) -> ClipScorer:
@@ -172,7 +156,8 @@ class ClipScorer(PicklesWithoutLocks, BaseEmbeddingScorer):
 
         Raises:
             ModelLoadError: The model or its processor cannot be loaded.
-            UnsafeWeightsError: Only pickled weights exist and ``allow_pickle`` is False.
+            UnsafeWeightsError: Only pickled weights exist and ``model_options.allow_pickle`` is
+                False.
         """
         self._load()
         return self
@@ -188,17 +173,18 @@ class ClipScorer(PicklesWithoutLocks, BaseEmbeddingScorer):
     def _load_now(self) -> None:
         import torch
 
+        opts = self.model_options
         model = self._model
         if model is None:
-            device, dtype = resolve_device_dtype(self._device_arg, self._dtype_arg)
+            device, dtype = resolve_device_dtype(opts.device, opts.dtype)
             model = self._from_pretrained(dtype).to(device)
-        elif self._device_arg not in (None, "auto") or self._dtype_arg not in (None, "auto"):
-            device = resolve_device(self._device_arg) if self._device_arg != "auto" else None
+        elif opts.explicit_device or opts.explicit_dtype:
+            device = resolve_device(opts.device) if opts.explicit_device else None
             kwargs: dict[str, Any] = {}
             if device is not None:
                 kwargs["device"] = device
-            if self._dtype_arg not in (None, "auto"):
-                kwargs["dtype"] = resolve_dtype(self._dtype_arg, device or "cpu")
+            if opts.explicit_dtype:
+                kwargs["dtype"] = resolve_dtype(opts.dtype, device or "cpu")
             model = model.to(**kwargs)
         for method in ("get_image_features", "get_text_features"):
             if not callable(getattr(model, method, None)):
@@ -250,8 +236,8 @@ class ClipScorer(PicklesWithoutLocks, BaseEmbeddingScorer):
                 AutoModel,
                 self.model_id,
                 dtype=dtype,
-                allow_pickle=self.allow_pickle,
-                trust_remote_code=self.trust_remote_code,
+                allow_pickle=self.model_options.allow_pickle,
+                trust_remote_code=self.model_options.trust_remote_code,
             )
         except UnsafeWeightsError:
             raise
@@ -265,7 +251,9 @@ class ClipScorer(PicklesWithoutLocks, BaseEmbeddingScorer):
         from transformers import AutoProcessor
 
         try:
-            return AutoProcessor.from_pretrained(source, trust_remote_code=self.trust_remote_code)
+            return AutoProcessor.from_pretrained(
+                source, trust_remote_code=self.model_options.trust_remote_code
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelLoadError(
                 f"ClipScorer cannot load the processor of {source!r}: {exc}"
@@ -289,7 +277,7 @@ class ClipScorer(PicklesWithoutLocks, BaseEmbeddingScorer):
         """The torch device the model runs on (without loading the model when possible)."""
         if self._model is not None:
             return next(self._model.parameters()).device
-        return resolve_device(self._device_arg)
+        return resolve_device(self.model_options.device)
 
     @property
     def image_spec(self) -> ImageSpec:

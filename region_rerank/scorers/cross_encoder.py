@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from region_rerank._validate import check_range
 from region_rerank.errors import CandidateError, ConfigError, ScorerError
 from region_rerank.images import ImageLoadOptions, load_image
+from region_rerank.model_options import ModelOptions
 from region_rerank.scorers._st_loading import LazySTModel, progress_enabled
 from region_rerank.types import Candidate, Query
 
@@ -40,8 +41,9 @@ class CrossEncoderScorer(LazySTModel):
 
     Args:
         model: Model name or a local folder saved with ``CrossEncoder.save``.
-        device: ``"auto"`` (cuda, then mps, then cpu), a device string or ``torch.device``.
-            With ``model_obj`` and ``"auto"``, the object stays where it is.
+        model_options: Device, dtype, pickled weights and remote code
+            (:class:`~region_rerank.model_options.ModelOptions`). An injected ``model_obj``
+            is moved / cast only to what is named.
         batch_size: Pairs per forward pass.
         max_text_chars: Candidate text is cut at this many characters.
         max_candidate_images: At most this many images per candidate are shown to the model
@@ -51,9 +53,6 @@ class CrossEncoderScorer(LazySTModel):
         apply_activation: Apply the model's activation (sigmoid for one-label models) to the
             logits. Off gives raw logits, which do not saturate.
         model_obj: An already loaded ``CrossEncoder``.
-        trust_remote_code: Passed to ``CrossEncoder``; runs code from the repository.
-        allow_pickle: Also accept pickled weights (``pytorch_model.bin``); off by default,
-            only safetensors load (loading a pickle can execute code).
         model_kwargs: Extra keyword arguments for ``CrossEncoder(...)``.
 
     Raises:
@@ -72,21 +71,19 @@ class CrossEncoderScorer(LazySTModel):
         self,
         model: str | os.PathLike[str],
         *,
-        device: Any = "auto",
+        model_options: ModelOptions | None = None,
         batch_size: int = 16,
         max_text_chars: int = 500,
         max_candidate_images: int = 1,
         include_question: bool = True,
         apply_activation: bool = True,
         model_obj: Any = None,
-        trust_remote_code: bool = False,
         model_kwargs: dict[str, Any] | None = None,
-        allow_pickle: bool = False,
     ) -> None:
         check_range("batch_size", batch_size, 1)
         check_range("max_text_chars", max_text_chars, 1)
         check_range("max_candidate_images", max_candidate_images, 0)
-        self._init_model(model, model_obj, device, trust_remote_code, model_kwargs, allow_pickle)
+        self._init_model(model, model_obj, model_options, model_kwargs)
         self.name = f"cross-encoder:{self.model_id}"
         self.batch_size = int(batch_size)
         self.max_text_chars = int(max_text_chars)

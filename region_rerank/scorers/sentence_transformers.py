@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from region_rerank._validate import check_range
 from region_rerank.errors import CandidateError, ScorerError
 from region_rerank.images import ImageLoadOptions, load_image
+from region_rerank.model_options import ModelOptions
 from region_rerank.scorers._st_loading import LazySTModel, progress_enabled
 from region_rerank.scorers.base import BaseEmbeddingScorer, CandidateEmbeddingConfig, l2_normalize
 from region_rerank.types import Candidate
@@ -48,14 +49,12 @@ class SentenceTransformerScorer(LazySTModel, BaseEmbeddingScorer):
     Args:
         model: Model name (``"clip-ViT-B-32"``, ``"sentence-transformers/clip-ViT-B-32"``) or
             a local folder saved with ``SentenceTransformer.save``.
-        device: ``"auto"`` (cuda, then mps, then cpu), a device string or ``torch.device``.
-            With ``model_obj`` and ``"auto"``, the object stays where it is.
+        model_options: Device, dtype, pickled weights and remote code
+            (:class:`~region_rerank.model_options.ModelOptions`). An injected ``model_obj``
+            is moved / cast only to what is named.
         batch_size: Inputs per forward pass.
         candidate_config: How candidate images and text combine.
         model_obj: An already loaded ``SentenceTransformer``.
-        trust_remote_code: Passed to ``SentenceTransformer``; runs code from the repository.
-        allow_pickle: Also accept pickled weights (``pytorch_model.bin``); off by default,
-            only safetensors load (loading a pickle can execute code).
         model_kwargs: Extra keyword arguments for ``SentenceTransformer(...)`` (e.g.
             ``{"model_kwargs": {"dtype": "float16"}}``, ``{"cache_folder": ...}``).
 
@@ -74,16 +73,14 @@ class SentenceTransformerScorer(LazySTModel, BaseEmbeddingScorer):
         self,
         model: str | os.PathLike[str] = "clip-ViT-B-32",
         *,
-        device: Any = "auto",
+        model_options: ModelOptions | None = None,
         batch_size: int = 32,
         candidate_config: CandidateEmbeddingConfig | None = None,
         model_obj: Any = None,
-        trust_remote_code: bool = False,
         model_kwargs: dict[str, Any] | None = None,
-        allow_pickle: bool = False,
     ) -> None:
         check_range("batch_size", batch_size, 1)
-        self._init_model(model, model_obj, device, trust_remote_code, model_kwargs, allow_pickle)
+        self._init_model(model, model_obj, model_options, model_kwargs)
         self.name = f"sentence-transformers:{self.model_id}"
         self.batch_size = int(batch_size)
         self.candidate_config = candidate_config or CandidateEmbeddingConfig()

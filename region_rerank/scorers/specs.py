@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from region_rerank.model_options import ModelOptions, model_options_or_default
 from region_rerank.spec_registry import BuildArgs, ComponentSpec, lookup
 
 __all__ = ["SCORERS", "build_scorer"]
@@ -18,25 +19,25 @@ __all__ = ["SCORERS", "build_scorer"]
 def _clip(a: BuildArgs) -> Any:
     from region_rerank.scorers.clip import DEFAULT_MODEL, ClipScorer
 
-    return ClipScorer(a.arg or DEFAULT_MODEL, device=a.device, dtype=a.dtype)
+    return ClipScorer(a.arg or DEFAULT_MODEL, model_options=a.model_options)
 
 
 def _st(a: BuildArgs) -> Any:
     from region_rerank.scorers.sentence_transformers import SentenceTransformerScorer
 
-    return SentenceTransformerScorer(str(a.arg), device=a.device)
+    return SentenceTransformerScorer(str(a.arg), model_options=a.model_options)
 
 
 def _cross(a: BuildArgs) -> Any:
     from region_rerank.scorers.cross_encoder import CrossEncoderScorer
 
-    return CrossEncoderScorer(str(a.arg), device=a.device)
+    return CrossEncoderScorer(str(a.arg), model_options=a.model_options)
 
 
 def _demo(a: BuildArgs) -> Any:
     from region_rerank.demo.scorer import DemoScorer
 
-    return DemoScorer(a.arg, device=a.device)
+    return DemoScorer(a.arg, model_options=a.model_options)
 
 
 def _fake(a: BuildArgs) -> Any:
@@ -69,12 +70,16 @@ SCORERS: dict[str, ComponentSpec] = {
 }
 
 
-def build_scorer(spec: str, device: Any = "auto", dtype: Any = "auto") -> Any:
+def build_scorer(spec: str, *, model_options: ModelOptions | None = None) -> Any:
     """Build a scorer from ``spec`` (see :data:`SCORERS`).
 
+    Args:
+        spec: The scorer spec.
+        model_options: How the scorer loads its model (defaults when ``None``).
+
     Raises:
-        ConfigError: Unknown or malformed spec.
+        ConfigError: Unknown or malformed spec, or ``model_options`` not a ModelOptions.
         ModelLoadError: The model cannot be loaded (for scorers that load eagerly).
     """
     entry, arg = lookup(SCORERS, spec, "scorer")
-    return entry.build(BuildArgs(arg, device=device, dtype=dtype))
+    return entry.build(BuildArgs(arg, model_options=model_options_or_default(model_options)))

@@ -37,6 +37,13 @@ def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--group-size", type=int, default=d.sampling.group_size)
     parser.add_argument("--no-margin", action="store_true", help="reward without the margin term")
+    parser.add_argument(
+        "--retrieval-weight",
+        type=float,
+        default=0.0,
+        help="share of the whole-index (first-stage retrieval) reward in the objective, in "
+        "[0, 1]; 0 (default): re-ranking only, as the paper",
+    )
     parser.add_argument("--unbalanced", action="store_true", help="plain group sampling")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument(
@@ -81,6 +88,6 @@ def run_proposal_training(args: argparse.Namespace) -> dict[str, Any]:
         select_by=args.select_by,
         max_seconds=args.max_seconds,
         sampling=GroupSamplingConfig(group_size=args.group_size, balanced=not args.unbalanced),
-        reward=RewardConfig(use_margin=not args.no_margin),
+        reward=RewardConfig(use_margin=not args.no_margin, retrieval_weight=args.retrieval_weight),
     )
     return train_proposal_policy(world, args.out, config=cfg, weights_out=args.weights)

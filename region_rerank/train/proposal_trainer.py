@@ -4,7 +4,7 @@ language model, so TRL's trainer does not apply).
 Per batch of queries: the current policy's action probabilities give a decision-balanced
 group of ``N`` actions per query (:func:`~region_rerank.train.sampling.sample_groups`),
 each action is rewarded from the *real* rankings of the query's pool (the table computed
-once by :meth:`~region_rerank.train.data.PolicyTrainingSet.reward_table`: the frozen
+once by :meth:`~region_rerank.train.policy_set.PolicyTrainingSet.reward_table`: the frozen
 scorer's view and candidate embeddings make every reward a matrix product), advantages are
 group-relative (not divided by the std by default), and a few inner epochs minimise the
 PPO-clipped surrogate plus ``beta`` times the k3 KL estimate to a frozen reference policy.
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     import torch
 
-    from region_rerank.train.data import PolicyTrainingSet
+    from region_rerank.train.policy_set import PolicyTrainingSet
 
 __all__ = [
     "ProposalTrainingConfig",
@@ -130,9 +130,11 @@ def _inputs(ts: PolicyTrainingSet, idx: torch.Tensor | slice) -> tuple[torch.Ten
 def evaluate_policy(
     net: Any, ts: PolicyTrainingSet, rewards: torch.Tensor, first: torch.Tensor
 ) -> dict[str, float]:
-    """Greedy decisions on ``ts``: mean reward, ``cond_r1`` (share of queries whose chosen
-    view ranks a positive first; every query is covered), crop rates overall and split by
-    whether the full image ranks a positive first."""
+    """Greedy decisions on ``ts``: mean reward, ``cond_r1`` (share of the queries whose
+    pool holds a positive where the chosen view ranks one first), crop rates overall and
+    split by whether the full image ranks a positive first; with index statistics also
+    ``index_r1`` (the chosen view's search ranks a positive first in the whole index, over
+    all queries) and ``index_full_r1`` (the same for the full image)."""
     import torch
 
     net.eval()
@@ -140,19 +142,25 @@ def evaluate_policy(
         choice = net(*_inputs(ts, slice(None))).argmax(-1)
     rows = torch.arange(len(ts))
     crop = (choice != 0).float()
-    full_first = first[:, 0]
+    covered = torch.ones(len(ts), dtype=torch.bool) if ts.covered is None else ts.covered.bool()
+    full_first = first[:, 0] & covered
 
     def rate(sel: torch.Tensor) -> float:
         return float(crop[sel].mean()) if bool(sel.any()) else float("nan")
 
-    return {
+    out = {
         "reward": float(rewards[rows, choice].mean()),
-        "cond_r1": float(first[rows, choice].float().mean()),
-        "full_r1": float(full_first.float().mean()),
+        "cond_r1": float(first[rows, choice][covered].float().mean()),
+        "full_r1": float(first[covered, 0].float().mean()),
         "crop_rate": float(crop.mean()),
         "crop_rate_full_first": rate(full_first),
-        "crop_rate_full_not_first": rate(~full_first),
+        "crop_rate_full_not_first": rate(covered & ~full_first),
     }
+    if ts.index_stats is not None:
+        ranks = ts.index_stats[:, :, 2]
+        out["index_r1"] = float((ranks[rows, choice] == 1).float().mean())
+        out["index_full_r1"] = float((ranks[:, 0] == 1).float().mean())
+    return out
 
 
 def _schedule(step: int, total: int, warmup: int) -> float:
@@ -187,6 +195,7 @@ def train_policy(
     ref = copy.deepcopy(net).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
+    train_set, val_set = train_set.for_reward(cfg.reward), val_set.for_reward(cfg.reward)
     rewards, _ = train_set.reward_table(cfg.reward)
     val_rewards, val_first = val_set.reward_table(cfg.reward)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -315,6 +324,14 @@ def _world_card(world: Path) -> dict[str, Any] | None:
     return {"seed": manifest.get("seed"), "scene": scene}
 
 
+def _kb_index(dataset: Any, scorer: Any, cache: Any, progress: bool) -> Any:
+    """A :class:`~region_rerank.index.CandidateIndex` of ``dataset``'s KB (sorted ids)."""
+    from region_rerank.index import CandidateIndex
+
+    entries = [dataset.kb[k].to_candidate() for k in sorted(dataset.kb)]
+    return CandidateIndex.build(entries, scorer, cache=cache, progress=progress, total=len(entries))
+
+
 def train_proposal_policy(
     world: str | Path,
     out_dir: str | Path,
@@ -347,7 +364,7 @@ def train_proposal_policy(
     from region_rerank.cache import EmbeddingCache
     from region_rerank.croppers.proposal import PolicyArch, save_proposal_policy
     from region_rerank.eval.runner import load_split_dataset
-    from region_rerank.train.data import (
+    from region_rerank.train.policy_set import (
         build_policy_training_set,
         load_training_set,
         save_training_set,
@@ -360,8 +377,10 @@ def train_proposal_policy(
     t0 = time.perf_counter()
     sets: dict[str, PolicyTrainingSet] = {}
     cache = EmbeddingCache()
+    retrieval = cfg.reward.retrieval_weight > 0
+    index = None
     for split in ("train", "val"):
-        path = out / f"{split}_set.pt"
+        path = out / (f"{split}_set_index.pt" if retrieval else f"{split}_set.pt")
         if path.is_file():
             ts = load_training_set(path)
             if ts.arch == arch:
@@ -369,10 +388,14 @@ def train_proposal_policy(
                 continue
         if scorer is None:
             from region_rerank.demo.scorer import DemoScorer
+            from region_rerank.model_options import ModelOptions
 
-            scorer = DemoScorer(device="cpu")
+            scorer = DemoScorer(model_options=ModelOptions(device="cpu"))
+        dataset = load_split_dataset(world, split)
+        if retrieval and index is None:
+            index = _kb_index(dataset, scorer, cache, progress)
         ts = build_policy_training_set(
-            load_split_dataset(world, split), scorer, arch, cache=cache, progress=progress
+            dataset, scorer, arch, cache=cache, progress=progress, index=index
         )
         save_training_set(ts, path)
         sets[split] = ts
@@ -380,8 +403,8 @@ def train_proposal_policy(
     result = train_policy(sets["train"], sets["val"], cfg)
     best = result.val_history[result.best_epoch - 1]
     summary: dict[str, Any] = {
-        "train_queries": len(sets["train"]),
-        "val_queries": len(sets["val"]),
+        "train_queries": len(sets["train"].for_reward(cfg.reward)),
+        "val_queries": len(sets["val"].for_reward(cfg.reward)),
         "feature_seconds": round(feature_seconds, 1),
         "train_seconds": round(result.seconds, 1),
         "epochs_run": len(result.val_history),

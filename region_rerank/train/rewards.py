@@ -23,7 +23,7 @@ scores last), exactly like :func:`region_rerank.fusion.rank_candidates`.
 only queries whose pool holds a positive for training. :func:`ranking_stats` still returns
 ``(0.0, 0.0, None, 0.0)``, but :func:`region_reward` and :func:`full_reward` raise
 :class:`NoPositiveError`; :func:`make_trl_reward` returns ``None`` (TRL's "no reward")
-for such a sample.
+for such a sample (:mod:`region_rerank.train.trl_reward`).
 
 Variants (:attr:`RewardConfig.variant`):
 
@@ -36,34 +36,41 @@ Variants (:attr:`RewardConfig.variant`):
 
 The margin ablation (:attr:`RewardConfig.use_margin` ``False``) sets ``w4`` to 0 and keeps
 the other weights unchanged (no re-normalisation).
+
+**Retrieval-aware objective** (:attr:`RewardConfig.retrieval_weight` ``lam``): the same
+reward is also computed on the ranking of the *whole index* by each view (first-stage
+search with the crop, against first-stage search with the full image;
+:mod:`region_rerank.train.index_reward`), and the two are mixed::
+
+    R = (1 - lam) * R_pool + lam * R_index
+
+``lam = 0`` is the paper's re-ranking reward. A query whose full-image pool holds no
+positive (the re-ranking reward is undefined) is trained by ``R_index`` alone when
+``lam > 0``: exactly the queries a crop can bring into the pool.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import NamedTuple
 
 from region_rerank._validate import check_choice
-from region_rerank.boxes import CoordFrame
 from region_rerank.errors import ConfigError, RegionRerankError
-
-if TYPE_CHECKING:
-    from region_rerank.images import ImageLoadOptions
-    from region_rerank.scorers.base import Scorer
 
 __all__ = [
     "REWARD_VARIANTS",
     "NoPositiveError",
     "RewardConfig",
     "RankingStats",
-    "completion_text",
     "ranking_stats",
     "region_reward",
     "full_reward",
+    "region_reward_from_stats",
+    "full_reward_from_stats",
+    "combine_rewards",
     "malformed_reward",
-    "make_trl_reward",
 ]
 
 REWARD_VARIANTS = ("relative", "absolute")
@@ -86,6 +93,8 @@ class RewardConfig:
         full_not_first: Reward of FULL otherwise.
         use_margin: ``False`` drops the margin term (the paper's ablation).
         variant: ``"relative"`` (deltas against the full image) or ``"absolute"``.
+        retrieval_weight: ``lam`` in [0, 1], the share of the whole-index (retrieval)
+            reward in the objective (0: re-ranking only, the paper; 1: retrieval only).
 
     Raises:
         ConfigError: Naming the invalid field and what is allowed.
@@ -99,6 +108,7 @@ class RewardConfig:
     full_not_first: float = 0.0
     use_margin: bool = True
     variant: str = "relative"
+    retrieval_weight: float = 0.0
 
     def __post_init__(self) -> None:
         weights = tuple(self.weights)
@@ -121,6 +131,9 @@ class RewardConfig:
         if not isinstance(self.use_margin, bool):
             raise ConfigError(f"use_margin={self.use_margin!r} must be True or False")
         check_choice("variant", self.variant, REWARD_VARIANTS)
+        lam = self.retrieval_weight
+        if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not 0 <= lam <= 1:
+            raise ConfigError(f"retrieval_weight={lam!r} must be a number in [0, 1]")
 
     @property
     def effective_weights(self) -> tuple[float, float, float, float]:
@@ -216,20 +229,74 @@ def region_reward(
     if crop_scores is None:
         return float(cfg.malformed_penalty)
     crop = ranking_stats(crop_scores, is_positive)
-    assert crop.rank_first_positive is not None
+    if cfg.variant == "absolute":
+        return region_reward_from_stats(None, crop, cfg)
+    if full_scores is None:
+        raise ConfigError("the relative reward needs the full-image scores")
+    if len(full_scores) != len(crop_scores):
+        raise ConfigError(f"{len(full_scores)} full scores but {len(crop_scores)} crop scores")
+    return region_reward_from_stats(ranking_stats(full_scores, is_positive), crop, cfg)
+
+
+def region_reward_from_stats(
+    full: RankingStats | None, crop: RankingStats, config: RewardConfig | None = None
+) -> float:
+    """:func:`region_reward` from the two rankings' statistics (any ranking: a pool or
+    the whole index). ``full`` may be ``None`` for the ``"absolute"`` variant.
+
+    Raises:
+        NoPositiveError: A ranking holds no positive.
+        ConfigError: ``full`` missing for ``"relative"``.
+    """
+    cfg = config or RewardConfig()
+    if crop.rank_first_positive is None or (full is not None and full.rank_first_positive is None):
+        raise NoPositiveError("the ranking holds no positive; the reward is undefined")
     if cfg.variant == "absolute":
         rank_term = math.log(2.0) - math.log(crop.rank_first_positive + 1)
         return _mixture(cfg, (crop.mrr, crop.ndcg, rank_term, crop.margin))
-    if full_scores is None:
-        raise ConfigError("the relative reward needs the full-image scores")
-    full = ranking_stats(full_scores, is_positive)
-    if len(full_scores) != len(crop_scores):
-        raise ConfigError(f"{len(full_scores)} full scores but {len(crop_scores)} crop scores")
+    if full is None:
+        raise ConfigError("the relative reward needs the full-image ranking")
     assert full.rank_first_positive is not None
     d_rank = math.log(full.rank_first_positive + 1) - math.log(crop.rank_first_positive + 1)
     return _mixture(
         cfg, (crop.mrr - full.mrr, crop.ndcg - full.ndcg, d_rank, crop.margin - full.margin)
     )
+
+
+def full_reward_from_stats(full: RankingStats, config: RewardConfig | None = None) -> float:
+    """:func:`full_reward` from the full-image ranking's statistics.
+
+    Raises:
+        NoPositiveError: The ranking holds no positive.
+    """
+    cfg = config or RewardConfig()
+    if full.rank_first_positive is None:
+        raise NoPositiveError("the ranking holds no positive; the reward is undefined")
+    return float(cfg.full_first if full.rank_first_positive == 1 else cfg.full_not_first)
+
+
+def combine_rewards(
+    pool: float | None, index: float | None, config: RewardConfig | None = None
+) -> float | None:
+    """The objective: ``(1 - lam) * pool + lam * index`` (``lam`` =
+    :attr:`RewardConfig.retrieval_weight`).
+
+    ``pool`` is ``None`` when the pool holds no positive: the index reward alone then
+    (``None`` when ``lam`` is 0, as for the re-ranking reward). ``index`` may be ``None``
+    only when ``lam`` is 0.
+
+    Raises:
+        ConfigError: ``index`` is missing while ``lam > 0``.
+    """
+    cfg = config or RewardConfig()
+    lam = float(cfg.retrieval_weight)
+    if lam == 0.0:
+        return pool
+    if index is None:
+        raise ConfigError("retrieval_weight > 0 needs the whole-index reward of the action")
+    if pool is None:
+        return float(index)
+    return (1.0 - lam) * pool + lam * float(index)
 
 
 def full_reward(
@@ -241,143 +308,9 @@ def full_reward(
     Raises:
         NoPositiveError: The pool holds no positive.
     """
-    cfg = config or RewardConfig()
-    stats = ranking_stats(full_scores, is_positive)
-    if stats.rank_first_positive is None:
-        raise NoPositiveError("the pool holds no positive; the reward is undefined")
-    return float(cfg.full_first if stats.rank_first_positive == 1 else cfg.full_not_first)
+    return full_reward_from_stats(ranking_stats(full_scores, is_positive), config)
 
 
 def malformed_reward(config: RewardConfig | None = None) -> float:
     """Reward of a malformed-box action (:attr:`RewardConfig.malformed_penalty`, -1)."""
     return float((config or RewardConfig()).malformed_penalty)
-
-
-# --------------------------------------------------------------------------- TRL glue
-def _tool_call_text(calls: Any) -> str:
-    """Parsed tool calls (``[{"function": {"name", "arguments"}}]``) back in the policy's
-    ``<tool_call>`` text format, for tokenizers whose response parser splits them out."""
-    import json
-
-    out = []
-    for call in calls if isinstance(calls, Sequence) else ():
-        fn = call.get("function", call) if isinstance(call, dict) else None
-        if isinstance(fn, dict):
-            payload = {"name": fn.get("name"), "arguments": fn.get("arguments")}
-            out.append(f"<tool_call>{json.dumps(payload, default=str)}</tool_call>")
-    return "".join(out)
-
-
-def completion_text(completion: Any) -> str:
-    """Text of a TRL completion: a string, or a conversation (last message's content plus
-    its parsed ``tool_calls``, if any)."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, Sequence) and completion:
-        last = completion[-1]
-        content = last.get("content", "") if isinstance(last, dict) else last
-        calls = _tool_call_text(last.get("tool_calls")) if isinstance(last, dict) else ""
-        if isinstance(content, str) or content is None:
-            return (content or "") + calls
-        if isinstance(content, Sequence):
-            text = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-            return text + calls
-    return "" if completion is None else str(completion)
-
-
-def _per_sample(kwargs: dict[str, Any], name: str, n: int, required: bool = True) -> list[Any]:
-    values = kwargs.get(name)
-    if values is None:
-        if required:
-            raise ConfigError(f"the region reward needs the per-sample column {name!r}")
-        return [None] * n
-    values = list(values)
-    if len(values) != n:
-        raise ConfigError(f"column {name!r} has {len(values)} values for {n} completions")
-    return values
-
-
-def make_trl_reward(
-    scorer: Scorer,
-    config: RewardConfig | None = None,
-    *,
-    frame: CoordFrame | str = CoordFrame.NORM_1000,
-    image_options: ImageLoadOptions | None = None,
-    min_size: float = 1.0,
-    batch_size: int = 32,
-) -> Callable[..., list[float | None]]:
-    """A TRL reward function ``fn(prompts, completions, **kwargs) -> list[float | None]``.
-
-    Each completion is parsed with
-    :func:`~region_rerank.croppers.vlm_output.decision_from_output`; a crop is embedded
-    by ``scorer`` (the frozen bi-encoder, device crop path) and scored against the sample's
-    precomputed candidate embeddings. Per-sample dataset columns (TRL passes them as
-    keyword lists):
-
-    * ``image`` -- the query image (any :data:`~region_rerank.types.ImageLike`);
-    * ``candidate_embeddings`` -- the pool's ``K x D`` embeddings (tensor / array / lists);
-    * ``is_positive`` -- ``K`` relevance flags;
-    * ``full_scores`` (optional) -- the pool's ``K`` full-image scores, else computed;
-    * ``resized_size`` (optional) -- ``(width, height)`` of the model input, for
-      :attr:`~region_rerank.boxes.CoordFrame.QWEN25_RESIZED`.
-
-    Build these columns with :func:`region_rerank.train.data.build_reward_examples`.
-    Samples whose pool holds no positive get ``None``.
-    """
-    import torch
-
-    from region_rerank.croppers.vlm_output import decision_from_output, parse_policy_output
-    from region_rerank.images import load_image
-    from region_rerank.views import embed_views
-
-    cfg = config or RewardConfig()
-    coord_frame = CoordFrame(frame)
-
-    def region_rerank_reward(
-        prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any
-    ) -> list[float | None]:
-        n = len(completions)
-        images = _per_sample(kwargs, "image", n)
-        embs = _per_sample(kwargs, "candidate_embeddings", n)
-        flags = _per_sample(kwargs, "is_positive", n)
-        given_full = _per_sample(kwargs, "full_scores", n, required=False)
-        resized = _per_sample(kwargs, "resized_size", n, required=False)
-        decoded = [load_image(img, image_options) for img in images]
-        kinds: list[str] = []
-        views: list[list[Any]] = []
-        for i, completion in enumerate(completions):
-            text = completion_text(completion)
-            parsed = parse_policy_output(text)
-            rs = tuple(resized[i]) if resized[i] is not None else None
-            decision = decision_from_output(
-                text, decoded[i].size, coord_frame, rs, min_size=min_size, source="trl"
-            )
-            kind = "full" if not parsed.wants_crop else ("crop" if decision.is_crop else "bad")
-            kinds.append(kind)
-            sample_views: list[Any] = [None] if given_full[i] is None else []
-            if kind == "crop":
-                sample_views.append(decision.box)
-            views.append(sample_views)
-        log_metric = kwargs.get("log_metric")
-        if callable(log_metric) and n:
-            log_metric("policy/crop_rate", sum(k != "full" for k in kinds) / n)
-            log_metric("policy/malformed_rate", kinds.count("bad") / n)
-        view_emb = embed_views(scorer, decoded, views, batch_size=batch_size)
-        out: list[float | None] = []
-        for i, kind in enumerate(kinds):
-            pos = [bool(p) for p in flags[i]]
-            if not any(pos):
-                out.append(None)
-                continue
-            cands = torch.as_tensor(embs[i], dtype=torch.float32)
-            rows = scorer.score(view_emb[i], cands).float().cpu().tolist() if views[i] else []
-            full = list(given_full[i]) if given_full[i] is not None else rows.pop(0)
-            if kind == "full":
-                out.append(full_reward(full, pos, cfg))
-            elif kind == "bad":
-                out.append(malformed_reward(cfg))
-            else:
-                out.append(region_reward(full, rows[0], pos, cfg))
-        return out
-
-    return region_rerank_reward

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from region_rerank._validate import check_choice, check_int, check_range
+from region_rerank.croppers.vlm import DEFAULT_MODEL
 from region_rerank.errors import ConfigError
+from region_rerank.model_options import ModelOptions
 from region_rerank.train.rewards import RewardConfig
 
 __all__ = [
@@ -187,10 +189,13 @@ class VLMTrainingConfig:
         allow_pickle: Also accept pickled base-model weights (off: safetensors only).
         device: ``"auto"`` or a torch device for the model and scorer (CPU forces
             TRL's ``use_cpu``).
+        (``trust_remote_code``, ``allow_pickle`` and ``device`` are the base model's
+        :class:`~region_rerank.model_options.ModelOptions`, :attr:`model_options`; the
+        weights' dtype follows ``grpo.precision``.)
         data, lora, grpo, reward, prompt: The sections above.
     """
 
-    model: str = "Qwen/Qwen2.5-VL-3B-Instruct"
+    model: str = DEFAULT_MODEL
     output_dir: str = "out/vlm_policy"
     scorer: str = "clip"
     balanced: bool = True
@@ -204,6 +209,15 @@ class VLMTrainingConfig:
     grpo: GRPOSection = field(default_factory=GRPOSection)
     reward: RewardConfig = field(default_factory=RewardConfig)
     prompt: PromptSection = field(default_factory=PromptSection)
+
+    @property
+    def model_options(self) -> ModelOptions:
+        """How the base model loads (its dtype follows ``grpo.precision``)."""
+        return ModelOptions(
+            device=self.device,
+            allow_pickle=self.allow_pickle,
+            trust_remote_code=self.trust_remote_code,
+        )
 
     def __post_init__(self) -> None:
         if not self.region_prefix.strip():

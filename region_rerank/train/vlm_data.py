@@ -30,7 +30,8 @@ def vlm_prompt_rows(
     Each row holds ``prompt`` (a one-message conversation; TRL inserts the image before the
     text, as :class:`~region_rerank.croppers.vlm.VLMCropper` does), ``image`` (RGB PIL),
     ``query_id``, ``candidate_embeddings`` (``K x D`` nested lists), ``is_positive``,
-    ``full_scores`` and, for :attr:`CoordFrame.QWEN25_RESIZED`, ``resized_size``.
+    ``full_scores``, ``index_positive`` (examples built with an index) and, for
+    :attr:`CoordFrame.QWEN25_RESIZED`, ``resized_size``.
     Images too small or too elongated for the processor are left out (logged).
     """
     rows: list[dict[str, Any]] = []
@@ -50,6 +51,8 @@ def vlm_prompt_rows(
             "is_positive": list(ex.is_positive),
             "full_scores": list(ex.full_scores),
         }
+        if ex.index_positive:
+            row["index_positive"] = list(ex.index_positive)
         if prompter.frame is CoordFrame.QWEN25_RESIZED:
             resized = prompter.coordinate_frame_for(image.size)[1]
             row["resized_size"] = list(resized) if resized else None

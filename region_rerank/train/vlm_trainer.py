@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from region_rerank.croppers.vlm_prompt import VLMPrompter
 from region_rerank.device import from_pretrained, resolve_device_dtype
 from region_rerank.errors import ModelLoadError, UnsafeWeightsError
+from region_rerank.model_options import ModelOptions
 from region_rerank.train.vlm_config import VLMTrainingConfig
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def plot_training_log(log_history: list[dict[str, Any]], path: str | Path, title
 def _recording(reward_fn: Any, path: Path) -> Any:
     """``reward_fn`` that also appends ``{step, query_id, completion, reward}`` rows to
     ``path`` (JSON lines), so every reward of a run can be audited afterwards."""
-    from region_rerank.train.rewards import completion_text
+    from region_rerank.train.trl_reward import completion_text
 
     def region_rerank_reward(
         prompts: Any = None, completions: Any = (), **kwargs: Any
@@ -157,16 +158,30 @@ def _recording(reward_fn: Any, path: Path) -> Any:
 
 def _training_rows(
     cfg: VLMTrainingConfig, prompter: VLMPrompter, scorer: Any, progress: bool
-) -> Any:
+) -> tuple[Any, Any]:
+    """The TRL dataset, and the KB index's embeddings when the reward weighs retrieval
+    (``None`` otherwise)."""
+    from region_rerank.cache import EmbeddingCache
     from region_rerank.eval.runner import load_eval_data
+    from region_rerank.index import CandidateIndex
     from region_rerank.train.data import build_reward_examples
     from region_rerank.train.vlm_data import build_vlm_dataset
 
     dataset = load_eval_data(cfg.data.path, cfg.data.split)
-    examples = build_reward_examples(dataset, scorer, pool_k=cfg.data.pool_k, progress=progress)
+    cache = EmbeddingCache()
+    index = None
+    if cfg.reward.retrieval_weight > 0:
+        entries = [dataset.kb[k].to_candidate() for k in sorted(dataset.kb)]
+        index = CandidateIndex.build(
+            entries, scorer, cache=cache, progress=progress, total=len(entries)
+        )
+    examples = build_reward_examples(
+        dataset, scorer, pool_k=cfg.data.pool_k, progress=progress, cache=cache, index=index
+    )
     if cfg.data.max_queries is not None:
         examples = examples[: cfg.data.max_queries]
-    return build_vlm_dataset(examples, prompter)
+    rows = build_vlm_dataset(examples, prompter)
+    return rows, None if index is None else index.embeddings()
 
 
 def load_policy(config: VLMTrainingConfig, *, dtype: Any = None) -> tuple[Any, Any, VLMPrompter]:
@@ -183,15 +198,16 @@ def load_policy(config: VLMTrainingConfig, *, dtype: Any = None) -> tuple[Any, A
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     try:
+        opts = config.model_options
         processor = AutoProcessor.from_pretrained(
-            config.model, trust_remote_code=config.trust_remote_code
+            config.model, trust_remote_code=opts.trust_remote_code
         )
         model = from_pretrained(
             AutoModelForImageTextToText,
             config.model,
             dtype=dtype or torch.float32,
-            trust_remote_code=config.trust_remote_code,
-            allow_pickle=config.allow_pickle,
+            trust_remote_code=opts.trust_remote_code,
+            allow_pickle=opts.allow_pickle,
         )
     except UnsafeWeightsError:
         raise
@@ -235,7 +251,7 @@ def train_vlm_policy(config: VLMTrainingConfig, *, progress: bool = True) -> dic
     from transformers import set_seed
 
     from region_rerank.factory import build_scorer
-    from region_rerank.train.rewards import make_trl_reward
+    from region_rerank.train.trl_reward import make_trl_reward
     from region_rerank.train.vlm_grpo import BalancedGRPOTrainer
 
     started = time.perf_counter()
@@ -243,8 +259,7 @@ def train_vlm_policy(config: VLMTrainingConfig, *, progress: bool = True) -> dic
     out.mkdir(parents=True, exist_ok=True)
     _dump_config(config, out / "config.yaml")
     set_seed(config.grpo.seed)
-    if config.trust_remote_code:
-        logger.warning("train vlm: trust_remote_code=True runs Python code from %r", config.model)
+    config.model_options.warn_if_remote_code("train vlm", config.model)
     device = _process_device(config.device)
     on_cpu = device == "cpu"
     bf16_ok = not on_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -252,11 +267,15 @@ def train_vlm_policy(config: VLMTrainingConfig, *, progress: bool = True) -> dic
     precision = config.grpo.precision
     dtype = torch.bfloat16 if (bf16_ok and precision == "auto") or precision == "bf16" else None
     processor, model, prompter = load_policy(config, dtype=dtype or torch.float32)
-    scorer = build_scorer(config.scorer, device=device)
-    train_set = _training_rows(config, prompter, scorer, progress)
+    scorer = build_scorer(config.scorer, model_options=ModelOptions(device=device))
+    train_set, index_embeddings = _training_rows(config, prompter, scorer, progress)
     logger.info("train vlm: %d training queries, frame %s", len(train_set), prompter.frame.value)
     reward = make_trl_reward(
-        scorer, config.reward, frame=prompter.frame, min_size=config.min_box_size
+        scorer,
+        config.reward,
+        frame=prompter.frame,
+        min_size=config.min_box_size,
+        index_embeddings=index_embeddings,
     )
     rank = int(os.environ.get("RANK", "0"))
     log_path = out / ("completions.jsonl" if rank == 0 else f"completions.rank{rank}.jsonl")

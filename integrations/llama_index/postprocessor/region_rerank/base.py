@@ -62,6 +62,7 @@ from region_rerank.adapter_support import (
 )
 from region_rerank.errors import ConfigError, MissingQueryImageError
 from region_rerank.images import ImageLoadOptions
+from region_rerank.model_options import ModelOptions
 from region_rerank.reranker import CroppedReranker, RerankerConfig
 from region_rerank.types import Candidate, Query, RerankResult
 
@@ -196,7 +197,8 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
         keep_retrieval_score: Store the first-stage score in ``metadata["retrieval_score"]``.
         allow_urls: Hand ``ImageNode.image_url`` to the reranker, which fetches it. Off by
             default: URLs are ignored and such nodes are scored by their text.
-        device: Device of the components built from specs (``"auto"``, ``"cpu"``, ...).
+        model_options: How the components built from specs load their models
+            (:class:`~region_rerank.ModelOptions`: device, dtype...).
 
     Raises:
         ValueError: Both a reranker and specs are given, or ``allow_urls=True`` with a
@@ -216,7 +218,9 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
     allow_urls: bool = Field(
         default=False, description="Fetch ImageNode.image_url images (network access)."
     )
-    device: str = Field(default="auto", description="Device for components built from specs.")
+    model_options: ModelOptions | None = Field(
+        default=None, description="How the components built from specs load their models."
+    )
     on_error: str | None = Field(
         default=None,
         description="'fallback' or 'raise' for a reranker built from specs (None: the "
@@ -233,7 +237,7 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
         top_n: int | None = 5,
         keep_retrieval_score: bool = False,
         allow_urls: bool = False,
-        device: str = "auto",
+        model_options: ModelOptions | None = None,
         on_error: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -244,13 +248,18 @@ class RegionRerankPostprocessor(BaseNodePostprocessor):
             "cropper": cropper,
             "scorer": scorer,
             "allow_urls": allow_urls,
-            "device": device,
+            "model_options": model_options,
             "on_error": on_error,
         }
         super().__init__(**fields, **kwargs)
         config = RerankerConfig(image_options=ImageLoadOptions(allow_urls=allow_urls))
         reranker = resolve_reranker(
-            reranker, cropper, scorer, on_error=on_error, config=config, device=device
+            reranker,
+            cropper,
+            scorer,
+            on_error=on_error,
+            config=config,
+            model_options=model_options,
         )
         if allow_urls and not reranker.config.image_options.allow_urls:
             raise ConfigError(
