@@ -89,11 +89,24 @@ def _demo_world(ns: dict[str, Any], models: dict[str, str]) -> Iterator[None]:
     yield
 
 
+def _own_policy(ns: dict[str, Any], models: dict[str, str]) -> Iterator[None]:
+    """What ``train proposal --out out/my_policy --scorer clip:MODEL`` leaves (untrained
+    weights of the same shape, recording a tiny CLIP as the scorer)."""
+    from region_rerank import ClipScorer
+    from region_rerank.croppers.proposal import PolicyArch, build_policy_net, save_proposal_policy
+
+    clip = models["openai/clip-vit-base-patch32"]
+    arch = PolicyArch(dim=int(ClipScorer(clip).embed_texts(["a"]).shape[1]), scorer=f"clip:{clip}")
+    save_proposal_policy(build_policy_net(arch), arch, "out/my_policy/proposal_policy.safetensors")
+    yield
+
+
 SETUPS: dict[str, Callable[[dict[str, Any], dict[str, str]], Iterator[None]]] = {
     "llamaindex-settings": _llamaindex_settings,
     "langchain-store": _langchain_store,
     "vlm-adapter": _vlm_adapter,
     "demo-world": _demo_world,
+    "own-policy": _own_policy,
 }
 
 

@@ -9,7 +9,8 @@ Import them from their modules (or from :mod:`region_rerank`); nothing heavy loa
 
 Also: :mod:`~region_rerank.croppers.base` (the protocol),
 :mod:`~region_rerank.croppers.baselines` (centre and random crops),
-:mod:`~region_rerank.croppers.proposal` (the light learned policy),
+:mod:`~region_rerank.croppers.proposal` (the light learned policy; its network and
+weights file: :mod:`~region_rerank.croppers.proposal_net`),
 :mod:`~region_rerank.croppers.question_phrases` (detector queries from a question),
 :mod:`~region_rerank.croppers.vlm_prompt` / :mod:`~region_rerank.croppers.vlm_output`
 (what the VLM policy is asked and how its answer is read) and

@@ -23,10 +23,8 @@ SHA-256 checksum verified on load; the shipped ones were trained with the demo s
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +32,17 @@ from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_range
 from region_rerank.boxes import clamp_box
-from region_rerank.checksums import sha256_of
 from region_rerank.croppers.base import BaseCropper
-from region_rerank.errors import ConfigError
+from region_rerank.croppers.proposal_net import (
+    GEOMETRY_DIM,
+    WEIGHTS_PATH,
+    PolicyArch,
+    box_geometry,
+    build_policy_net,
+    load_proposal_policy,
+    resolve_policy_weights,
+    save_proposal_policy,
+)
 from region_rerank.images import ImageLoadOptions, load_image
 from region_rerank.model_options import ModelOptions
 from region_rerank.proposals import grid_proposals
@@ -61,45 +67,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_PATH = (
-    Path(__file__).resolve().parent.parent / "demo" / "weights" / "proposal_policy.safetensors"
-)
-GEOMETRY_DIM = 16
-_CONTEXT_DIM = 6
+
+def _same_scorer(recorded: str, scorer: Any) -> bool:
+    """Whether ``scorer`` is the one recorded in the weights (its name, or the spec it was
+    built from: ``st:MODEL`` for ``sentence-transformers:MODEL``)."""
+    name = str(getattr(scorer, "name", ""))
+    model = getattr(scorer, "model_id", None)
+    return recorded == name or (model is not None and recorded.partition(":")[2] == model)
+
+
 #: A detector: ``(image, question) -> boxes`` in pixels ``(x1, y1, x2, y2)`` or :class:`Box`.
 Detector = Callable[["Image.Image", str], Sequence[Any]]
-
-
-@dataclass(frozen=True)
-class PolicyArch:
-    """Architecture and proposal settings of a policy (saved with its weights).
-
-    Attributes:
-        dim: Embedding dimension of the scorer.
-        hidden: Width of the per-action tokens.
-        heads: Attention heads (must divide ``hidden``).
-        scales: Grid proposal sides as fractions of the shorter image side.
-        overlap: Overlap of neighbouring grid proposals.
-        scorer: Name of the scorer the policy was trained with (its features).
-    """
-
-    dim: int = 384
-    hidden: int = 64
-    heads: int = 4
-    scales: tuple[float, ...] = (0.3, 0.45, 0.6)
-    overlap: float = 0.5
-    scorer: str = "demo"
-
-    def __post_init__(self) -> None:
-        check_range("dim", self.dim, 1)
-        check_range("hidden", self.hidden, 1)
-        check_range("heads", self.heads, 1)
-        if self.hidden % self.heads:
-            raise ConfigError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
-        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
-        for s in self.scales:
-            check_range("scales", s, 0.0, 1.0, low_inclusive=False)
-        check_range("overlap", self.overlap, 0.0, 0.9)
 
 
 @dataclass(frozen=True)
@@ -138,156 +116,6 @@ class PolicyInputs:
     mask: torch.Tensor
     boxes: list[list[Box]]
     image_sizes: list[tuple[int, int]]
-
-
-def box_geometry(box: Box | None, image_size: tuple[int, int]) -> list[float]:
-    """The ``GEOMETRY_DIM`` geometry features of ``box`` normalised by the image size:
-    corners, centre, width, height, area, log area, log aspect, distance of the centre to
-    the image centre and to the four corners. ``None`` (FULL) is the whole-image box."""
-    w, h = float(image_size[0]), float(image_size[1])
-    x1, y1, x2, y2 = (
-        (0.0, 0.0, 1.0, 1.0) if box is None else (box.x1 / w, box.y1 / h, box.x2 / w, box.y2 / h)
-    )
-    bw, bh = x2 - x1, y2 - y1
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    corners = [math.hypot(cx - a, cy - b) for a, b in ((0, 0), (1, 0), (0, 1), (1, 1))]
-    aspect = math.log(max(bw * w, 1e-6) / max(bh * h, 1e-6))
-    return [
-        x1, y1, x2, y2, cx, cy, bw, bh, bw * bh, math.log(max(bw * bh, 1e-6)), aspect,
-        math.hypot(cx - 0.5, cy - 0.5), *corners,
-    ]  # fmt: skip
-
-
-def _masked_stats(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """z-score and rank fraction (0 = best) of ``x`` (``B x A``) among the real actions."""
-    m = mask.float()
-    n = m.sum(-1, keepdim=True).clamp_min(1.0)
-    mean = (x * m).sum(-1, keepdim=True) / n
-    var = (((x - mean) * m) ** 2).sum(-1, keepdim=True) / n
-    z = (x - mean) / (var.sqrt() + 1e-6)
-    above = ((x[:, None, :] > x[:, :, None]) & mask[:, None, :]).float().sum(-1)
-    return z * m, above / n
-
-
-@functools.cache
-def _net_class() -> type:
-    """The policy network class (defined on first use so importing needs no torch)."""
-    import torch
-    from torch import nn
-
-    class ProposalPolicyNet(nn.Module):
-        """Per-action tokens (view, question x view, question-conditioned geometry and
-        context) -> one masked self-attention layer -> a scoring head (zero-initialised:
-        the untrained policy is uniform)."""
-
-        def __init__(self, dim: int, hidden: int, heads: int, geo_dim: int, ctx_dim: int):
-            super().__init__()
-            self.q_proj = nn.Sequential(nn.Linear(dim, hidden), nn.LayerNorm(hidden))
-            self.v_proj = nn.Linear(dim, hidden)
-            self.qv_proj = nn.Linear(dim, hidden)
-            self.geo = nn.Sequential(
-                nn.Linear(geo_dim + ctx_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden)
-            )
-            self.film = nn.Linear(hidden, 2 * hidden)
-            self.norm1 = nn.LayerNorm(hidden)
-            self.attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
-            self.norm2 = nn.LayerNorm(hidden)
-            self.mlp = nn.Sequential(
-                nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden)
-            )
-            self.head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU())
-            self.out = nn.Linear(hidden, 1)
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
-
-        def forward(
-            self,
-            question: torch.Tensor,
-            views: torch.Tensor,
-            geometry: torch.Tensor,
-            mask: torch.Tensor,
-        ) -> torch.Tensor:
-            sim = torch.einsum("bad,bd->ba", views, question)
-            to_full = torch.einsum("bad,bd->ba", views, views[:, 0])
-            z_sim, rank_sim = _masked_stats(sim, mask)
-            z_full, _ = _masked_stats(to_full, mask)
-            ctx = torch.stack([sim, z_sim, rank_sim, sim - sim[:, :1], to_full, z_full], -1)
-            q = self.q_proj(question)
-            gamma, beta = self.film(q).chunk(2, -1)
-            g = self.geo(torch.cat([geometry, ctx], -1)) * (1 + gamma[:, None]) + beta[:, None]
-            x = self.v_proj(views) + self.qv_proj(views * question[:, None]) + g
-            h = self.norm1(x)
-            x = x + self.attn(h, h, h, key_padding_mask=~mask, need_weights=False)[0]
-            x = x + self.mlp(self.norm2(x))
-            feats = torch.cat([x, q[:, None].expand(-1, x.shape[1], -1)], -1)
-            logits = self.out(self.head(feats)).squeeze(-1)
-            return logits.masked_fill(~mask, float("-inf"))
-
-    return ProposalPolicyNet
-
-
-def build_policy_net(arch: PolicyArch | None = None) -> torch.nn.Module:
-    """A fresh policy network for ``arch`` (uniform over the actions until trained)."""
-    a = arch or PolicyArch()
-    net: torch.nn.Module = _net_class()(a.dim, a.hidden, a.heads, GEOMETRY_DIM, _CONTEXT_DIM)
-    return net
-
-
-def save_proposal_policy(
-    net: torch.nn.Module, arch: PolicyArch, path: str | Path, meta: dict[str, Any] | None = None
-) -> str:
-    """Save ``net`` as safetensors (``arch`` and ``meta`` as JSON metadata) plus a
-    ``.sha256`` file; return the checksum."""
-    from safetensors.torch import save_file
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    arch_json = {**arch.__dict__, "scales": list(arch.scales)}
-    info = {"arch": json.dumps(arch_json), **{k: json.dumps(v) for k, v in (meta or {}).items()}}
-    save_file(state, str(p), metadata=info)
-    digest = sha256_of(p)
-    p.with_suffix(".sha256").write_text(digest + "\n")
-    return digest
-
-
-def load_proposal_policy(
-    path: str | Path | None = None, *, verify: bool = True
-) -> tuple[torch.nn.Module, PolicyArch, dict[str, Any]]:
-    """Load a policy (the shipped weights by default) in eval mode.
-
-    Returns:
-        ``(net, arch, metadata)``.
-
-    Raises:
-        ConfigError: Missing weights or checksum, or a checksum mismatch.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    p = Path(path) if path is not None else WEIGHTS_PATH
-    if not p.is_file():
-        raise ConfigError(
-            f"proposal-policy weights not found at {str(p)!r}; train them with "
-            "`python scripts/train_proposal_policy.py`"
-        )
-    if verify:
-        checksum = p.with_suffix(".sha256")
-        if not checksum.is_file():
-            raise ConfigError(f"checksum file {str(checksum)!r} is missing")
-        expected, actual = checksum.read_text().strip(), sha256_of(p)
-        if actual != expected:
-            raise ConfigError(
-                f"checksum mismatch for {str(p)!r}: expected {expected}, got {actual}"
-            )
-    with safe_open(str(p), framework="pt") as fh:
-        raw = fh.metadata() or {}
-    meta = {k: json.loads(v) for k, v in raw.items()}
-    arch_d = meta.pop("arch", {})
-    arch = PolicyArch(**{**arch_d, "scales": tuple(arch_d.get("scales", PolicyArch.scales))})
-    net = build_policy_net(arch)
-    net.load_state_dict(load_file(str(p)))
-    return net.eval(), arch, meta
 
 
 class ProposalPolicyCropper(BaseCropper):
@@ -331,7 +159,7 @@ class ProposalPolicyCropper(BaseCropper):
             from region_rerank.scorers.specs import build_scorer
 
             scorer = build_scorer(self.arch.scorer, model_options=model_options)
-        elif getattr(scorer, "name", None) != self.arch.scorer:
+        elif not _same_scorer(self.arch.scorer, scorer):
             logger.warning(
                 "ProposalPolicyCropper: weights were trained with the %r scorer, got %r",
                 self.arch.scorer,
@@ -341,6 +169,43 @@ class ProposalPolicyCropper(BaseCropper):
         self.config = config or ProposalPolicyConfig()
         self.image_options = image_options
         self.detector = detector
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        scorer: Any = None,
+        *,
+        config: ProposalPolicyConfig | None = None,
+        detector: Detector | None = None,
+        verify: bool = True,
+        model_options: ModelOptions | None = None,
+        image_options: ImageLoadOptions | None = None,
+    ) -> ProposalPolicyCropper:
+        """Load a trained policy: a weights file, the ``--out`` folder of ``region-rerank
+        train proposal``, or a hub repository id holding ``proposal_policy.safetensors``
+        and its ``.sha256``.
+
+        Args:
+            name_or_path: Where the weights are.
+            scorer: The scorer the policy was trained with; built from the spec recorded
+                in the weights (with ``model_options``) when ``None``.
+            config, detector, verify, model_options, image_options: As for the
+                constructor.
+
+        Raises:
+            ModelLoadError: No weights there (or the hub cannot be reached).
+            ConfigError: A checksum mismatch or missing checksum (with ``verify``).
+        """
+        return cls(
+            scorer,
+            resolve_policy_weights(name_or_path),
+            config=config,
+            detector=detector,
+            verify=verify,
+            model_options=model_options,
+            image_options=image_options,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle / copy support: the policy network is stored as its weights and rebuilt

@@ -13,7 +13,9 @@
   :mod:`region_rerank.train.policy_set` -- the light policy's training set (every action's
   features and pool scores, computed once).
 * :mod:`region_rerank.train.proposal_trainer` -- the compact r-GRPO loop that trains the
-  light learned cropper :class:`~region_rerank.croppers.proposal.ProposalPolicyCropper`.
+  light learned cropper :class:`~region_rerank.croppers.proposal.ProposalPolicyCropper`;
+  :mod:`region_rerank.train.proposal_run` -- training it on a dataset folder (the demo
+  world or your own data), weights and card written.
 * :mod:`region_rerank.train.vlm_trainer` -- r-GRPO of a Qwen-VL crop policy with a LoRA
   adapter on TRL's ``GRPOTrainer`` (settings: :mod:`~region_rerank.train.vlm_config`;
   decision-balanced generation: :mod:`~region_rerank.train.vlm_grpo`,

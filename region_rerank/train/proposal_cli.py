@@ -1,5 +1,4 @@
-"""Arguments and entry point of ``region-rerank train proposal`` (also used by
-``scripts/train_proposal_policy.py``)."""
+"""Arguments and entry point of ``region-rerank train proposal``."""
 
 from __future__ import annotations
 
@@ -8,6 +7,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from region_rerank.errors import ConfigError
+from region_rerank.model_options import add_model_option_args, model_options_from_args
+from region_rerank.specs import usage_line
 from region_rerank.world_cli import add_world_arguments, world_overrides
 
 __all__ = ["add_proposal_arguments", "run_proposal_training"]
@@ -21,9 +23,30 @@ def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = ProposalTrainingConfig()
     parser.add_argument("--out", default="out/proposal", help="caches, curve, summary, weights")
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
         "--world", help="demo-world folder, generated when missing (default: OUT/world)"
     )
+    source.add_argument(
+        "--data",
+        help="train on this dataset folder instead (generic layout: kb.jsonl and split "
+        "folders; E-VQA / InfoSeek after `region-rerank convert`); no boxes needed",
+    )
+    parser.add_argument("--train-split", default="train", help="with --data (default: train)")
+    parser.add_argument(
+        "--val-split",
+        default="val",
+        help="with --data; when DATA has no such split, --val-fraction of the training "
+        "queries (by a hash of their ids) validate",
+    )
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="(default 0.1)")
+    parser.add_argument(
+        "--scorer",
+        default="demo",
+        help=f"the frozen scorer whose embeddings the policy reads (default: demo): "
+        f"{usage_line('scorer', exclude=('cross', 'fake'))}",
+    )
+    add_model_option_args(parser, device="cpu")
     parser.add_argument(
         "--weights", help="output safetensors (default: OUT/proposal_policy.safetensors)"
     )
@@ -59,16 +82,24 @@ def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_proposal_training(args: argparse.Namespace) -> dict[str, Any]:
-    """Generate the world if missing, train, write the weights; return the summary."""
+    """Generate the world if missing (or use ``--data``), train, write the weights; return
+    the summary."""
     import torch
 
-    from region_rerank.train.proposal_trainer import ProposalTrainingConfig, train_proposal_policy
+    from region_rerank.factory import build_scorer
+    from region_rerank.train.proposal_run import train_proposal_policy
+    from region_rerank.train.proposal_trainer import ProposalTrainingConfig
     from region_rerank.train.rewards import RewardConfig
     from region_rerank.train.sampling import GroupSamplingConfig
 
     torch.set_num_threads(args.threads)
-    world = Path(args.world) if args.world else Path(args.out) / "world"
-    if not (world / "train" / "queries.jsonl").is_file():
+    if args.data and world_overrides(args):
+        raise ConfigError(
+            "world options (--phrasing, --target-scale, ...) shape a generated world; they do "
+            "not apply to --data"
+        )
+    world = Path(args.data or args.world or Path(args.out) / "world")
+    if not args.data and not (world / "train" / "queries.jsonl").is_file():
         from region_rerank.demo.world import make_world
 
         logger.info("generating the demo world in %s", world)
@@ -90,4 +121,15 @@ def run_proposal_training(args: argparse.Namespace) -> dict[str, Any]:
         sampling=GroupSamplingConfig(group_size=args.group_size, balanced=not args.unbalanced),
         reward=RewardConfig(use_margin=not args.no_margin, retrieval_weight=args.retrieval_weight),
     )
-    return train_proposal_policy(world, args.out, config=cfg, weights_out=args.weights)
+    scorer = build_scorer(args.scorer, model_options=model_options_from_args(args))
+    return train_proposal_policy(
+        world,
+        args.out,
+        config=cfg,
+        weights_out=args.weights,
+        scorer=scorer,
+        scorer_spec=args.scorer,
+        train_split=args.train_split,
+        val_split=args.val_split,
+        val_fraction=args.val_fraction,
+    )
