@@ -86,6 +86,17 @@ class ModelOptions:
         """A dtype was named (not ``"auto"`` / ``None``): injected models are cast to it."""
         return self.dtype is not None and self.dtype != "auto"
 
+    def place(self, model: Any) -> Any:
+        """An injected model moved to the named device and cast to the named dtype
+        (``model.to``; nothing for ``"auto"``)."""
+        from region_rerank.device import resolve_device, resolve_dtype
+
+        if self.explicit_device:
+            model = model.to(resolve_device(self.device))
+        if self.explicit_dtype:
+            model = model.to(resolve_dtype(self.dtype, "cpu"))  # a named dtype is device-free
+        return model
+
     def warn_if_remote_code(self, component: str, model_id: str) -> None:
         """Log a warning when ``trust_remote_code`` is on for ``model_id``."""
         if self.trust_remote_code:

@@ -82,3 +82,12 @@ def test_sentence_transformers_dtype_applies_to_loaded_and_injected_models(
     injected = SentenceTransformerScorer(str(folder), model_obj=reference.model, model_options=half)
     assert next(injected.model.parameters()).dtype == torch.bfloat16
     assert injected.embed_texts(["a red bridge"]).dtype == torch.float32
+
+
+def test_the_demo_scorer_refuses_a_dtype_other_than_float32() -> None:
+    from region_rerank import DemoScorer
+
+    with pytest.raises(ConfigError, match="DemoScorer runs in float32"):
+        DemoScorer(model_options=ModelOptions(device="cpu", dtype="float16"))
+    kept = DemoScorer(model_options=ModelOptions(device="cpu", dtype="float32"))
+    assert kept.embed_texts(["a red bridge"]).dtype == torch.float32

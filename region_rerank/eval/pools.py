@@ -40,7 +40,9 @@ from region_rerank.types import Candidate
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["build_pools", "write_pools_jsonl"]
+    from region_rerank.index import CandidateIndex
+
+__all__ = ["build_pools", "kb_index", "write_pools_jsonl"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +127,21 @@ def _kb_chunks(
             start += chunk.shape[0]
             buffer = [rest] if rest.shape[0] else []
             held = rest.shape[0]
+
+
+def kb_index(
+    dataset: EvalDataset,
+    scorer: Any,
+    *,
+    cache: EmbeddingCache | None = None,
+    progress: bool = True,
+) -> CandidateIndex:
+    """A :class:`~region_rerank.index.CandidateIndex` of ``dataset``'s KB, in id order,
+    embedded with ``scorer`` (through ``cache`` when given)."""
+    from region_rerank.index import CandidateIndex
+
+    entries = [entry.to_candidate() for _, entry in sorted(dataset.kb.items())]
+    return CandidateIndex.build(entries, scorer, cache=cache, progress=progress, total=len(entries))
 
 
 def build_pools(

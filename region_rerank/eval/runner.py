@@ -282,11 +282,11 @@ def _attach_retrievers(
     progress: bool,
 ) -> None:
     """Give every method a first stage of its own over one index of the KB."""
-    from region_rerank.index import CandidateIndex
+    from region_rerank.eval.pools import kb_index
     from region_rerank.retrieval import RegionRetriever
 
-    kb = {kid: entry.to_candidate() for kid, entry in sorted(dataset.kb.items())}
-    index = CandidateIndex.build(kb.values(), scorer, cache=cache, progress=progress, total=len(kb))
+    kb = {kid: entry.to_candidate() for kid, entry in dataset.kb.items()}
+    index = kb_index(dataset, scorer, cache=cache, progress=progress)
     for m in methods:
         m.retriever = RegionRetriever(m.reranker, index, kb, mode=mode, k=k)
 

@@ -96,12 +96,8 @@ def load_st_model(
                 f"{feature} cannot load model {model_id!r}: {exc}. Pass {what} name or a "
                 f"folder written by {cls_name}.save"
             ) from exc
-    elif options.explicit_device or options.explicit_dtype:
-        device = resolve_device(options.device) if options.explicit_device else None
-        if device is not None:
-            model = model.to(device)
-        if options.explicit_dtype:
-            model = model.to(resolve_dtype(options.dtype, device or model.device))
+    else:
+        model = options.place(model)
     if not callable(getattr(model, required_method, None)):
         raise ConfigError(
             f"{feature} needs a sentence-transformers {cls_name}; {model_id!r} is "

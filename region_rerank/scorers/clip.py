@@ -27,7 +27,6 @@ from region_rerank.device import (
     from_pretrained,
     resolve_device,
     resolve_device_dtype,
-    resolve_dtype,
 )
 from region_rerank.errors import ConfigError, ModelLoadError, ScorerError, UnsafeWeightsError
 from region_rerank.images import load_image
@@ -178,14 +177,8 @@ class ClipScorer(PicklesWithoutLocks, BaseEmbeddingScorer):
         if model is None:
             device, dtype = resolve_device_dtype(opts.device, opts.dtype)
             model = self._from_pretrained(dtype).to(device)
-        elif opts.explicit_device or opts.explicit_dtype:
-            device = resolve_device(opts.device) if opts.explicit_device else None
-            kwargs: dict[str, Any] = {}
-            if device is not None:
-                kwargs["device"] = device
-            if opts.explicit_dtype:
-                kwargs["dtype"] = resolve_dtype(opts.dtype, device or "cpu")
-            model = model.to(**kwargs)
+        else:
+            model = opts.place(model)
         for method in ("get_image_features", "get_text_features"):
             if not callable(getattr(model, method, None)):
                 raise ConfigError(

@@ -19,12 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from region_rerank.errors import ConfigError
-from region_rerank.train.rewards import (
-    RankingStats,
-    RewardConfig,
-    full_reward_from_stats,
-    region_reward_from_stats,
-)
+from region_rerank.train.rewards import RankingStats, RewardConfig, action_rewards
 
 if TYPE_CHECKING:
     import torch
@@ -99,8 +94,4 @@ def index_rewards(table: torch.Tensor, config: RewardConfig | None = None) -> li
         table: ``A x 4`` from :func:`index_stats` (row 0: the full image).
         config: The reward settings (reference defaults when ``None``).
     """
-    rows = stats_rows(table)
-    full = rows[0]
-    return [full_reward_from_stats(full, config)] + [
-        region_reward_from_stats(full, crop, config) for crop in rows[1:]
-    ]
+    return action_rewards(stats_rows(table), config)

@@ -23,10 +23,9 @@ from region_rerank.train.data import covered_queries, pool_matrices, usable_quer
 from region_rerank.train.index_reward import index_rewards, index_stats
 from region_rerank.train.rewards import (
     RewardConfig,
+    action_rewards,
     combine_rewards,
-    full_reward,
     ranking_stats,
-    region_reward,
 )
 
 if TYPE_CHECKING:
@@ -127,14 +126,10 @@ class PolicyTrainingSet:
             rows = self.scores[i][:, k].tolist()
             pool: list[float | None] = [None] * n_act
             if self.is_covered(i):
-                pool = [
-                    full_reward(rows[0], pos, cfg)
-                    if a == 0
-                    else region_reward(rows[0], rows[a], pos, cfg)
-                    for a in range(n_act)
-                ]
-                for a in range(n_act):
-                    first[i, a] = ranking_stats(rows[a], pos).rank_first_positive == 1
+                stats = [ranking_stats(row, pos) for row in rows[:n_act]]  # once per action
+                pool = list(action_rewards(stats, cfg))
+                for a, s in enumerate(stats):
+                    first[i, a] = s.rank_first_positive == 1
             index: list[float | None] = [None] * n_act
             if cfg.retrieval_weight > 0 and self.index_stats is not None:
                 index = list(index_rewards(self.index_stats[i, :n_act], cfg))

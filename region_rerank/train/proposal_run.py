@@ -103,14 +103,6 @@ def _world_card(world: Path) -> dict[str, Any] | None:
     return {"seed": manifest.get("seed"), "scene": scene}
 
 
-def _kb_index(dataset: Any, scorer: Any, cache: Any, progress: bool) -> Any:
-    """A :class:`~region_rerank.index.CandidateIndex` of ``dataset``'s KB (sorted ids)."""
-    from region_rerank.index import CandidateIndex
-
-    entries = [dataset.kb[k].to_candidate() for k in sorted(dataset.kb)]
-    return CandidateIndex.build(entries, scorer, cache=cache, progress=progress, total=len(entries))
-
-
 def _default_arch(scorer: Any, scorer_spec: str | None) -> Any:
     """The default architecture, sized to ``scorer``'s embeddings and naming it."""
     from region_rerank.croppers.proposal import PolicyArch
@@ -159,6 +151,7 @@ def train_proposal_policy(
     """
     from region_rerank.cache import EmbeddingCache
     from region_rerank.croppers.proposal import save_proposal_policy
+    from region_rerank.eval.pools import kb_index
     from region_rerank.train.policy_set import (
         build_policy_training_set,
         load_training_set,
@@ -188,7 +181,7 @@ def train_proposal_policy(
                 sets[split] = ts
                 continue
         if retrieval and index is None:
-            index = _kb_index(dataset, scorer, cache, progress)
+            index = kb_index(dataset, scorer, cache=cache, progress=progress)
         ts = build_policy_training_set(
             dataset, scorer, arch, cache=cache, progress=progress, index=index
         )

@@ -69,6 +69,7 @@ __all__ = [
     "full_reward",
     "region_reward_from_stats",
     "full_reward_from_stats",
+    "action_rewards",
     "combine_rewards",
     "malformed_reward",
 ]
@@ -273,6 +274,21 @@ def full_reward_from_stats(full: RankingStats, config: RewardConfig | None = Non
     if full.rank_first_positive is None:
         raise NoPositiveError("the ranking holds no positive; the reward is undefined")
     return float(cfg.full_first if full.rank_first_positive == 1 else cfg.full_not_first)
+
+
+def action_rewards(
+    stats: Sequence[RankingStats], config: RewardConfig | None = None
+) -> list[float]:
+    """Rewards of one query's actions from their rankings' statistics: ``stats[0]`` is
+    FULL (the full image), every other entry a REGION view rewarded against it.
+
+    Raises:
+        NoPositiveError: The rankings hold no positive.
+    """
+    full = stats[0]
+    return [full_reward_from_stats(full, config)] + [
+        region_reward_from_stats(full, crop, config) for crop in stats[1:]
+    ]
 
 
 def combine_rewards(

@@ -13,12 +13,11 @@ from region_rerank.errors import ConfigError
 from region_rerank.train.index_reward import index_stats, stats_rows
 from region_rerank.train.rewards import (
     RewardConfig,
+    action_rewards,
     combine_rewards,
     full_reward,
-    full_reward_from_stats,
     malformed_reward,
     region_reward,
-    region_reward_from_stats,
 )
 
 if TYPE_CHECKING:
@@ -127,10 +126,9 @@ def make_trl_reward(
     def index_reward(kind: str, view_emb: torch.Tensor, cols: Sequence[int]) -> float:
         if kind == "bad":
             return malformed_reward(cfg)
+        # rows: the full image, then the crop when there is one (the last action's reward)
         rows = stats_rows(index_stats(scorer.score(view_emb, index_emb).float().cpu(), cols))
-        if kind == "full":
-            return full_reward_from_stats(rows[0], cfg)
-        return region_reward_from_stats(rows[0], rows[-1], cfg)
+        return action_rewards(rows, cfg)[-1]
 
     def region_rerank_reward(
         prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any

@@ -162,8 +162,8 @@ def _training_rows(
     """The TRL dataset, and the KB index's embeddings when the reward weighs retrieval
     (``None`` otherwise)."""
     from region_rerank.cache import EmbeddingCache
+    from region_rerank.eval.pools import kb_index
     from region_rerank.eval.runner import load_eval_data
-    from region_rerank.index import CandidateIndex
     from region_rerank.train.data import build_reward_examples
     from region_rerank.train.vlm_data import build_vlm_dataset
 
@@ -171,10 +171,7 @@ def _training_rows(
     cache = EmbeddingCache()
     index = None
     if cfg.reward.retrieval_weight > 0:
-        entries = [dataset.kb[k].to_candidate() for k in sorted(dataset.kb)]
-        index = CandidateIndex.build(
-            entries, scorer, cache=cache, progress=progress, total=len(entries)
-        )
+        index = kb_index(dataset, scorer, cache=cache, progress=progress)
     examples = build_reward_examples(
         dataset, scorer, pool_k=cfg.data.pool_k, progress=progress, cache=cache, index=index
     )
