@@ -1,6 +1,6 @@
 """Train the demo world's image tower and write region_rerank/demo/weights/.
 
-Usage: python scripts/train_demo_tower.py [--steps N] [--seed S] [--out PATH]
+Usage: python scripts/train_demo_tower.py [--steps N] [--seed S] [--width C1,C2,...] [--out PATH]
 Reproducible from the seed; about 6-8 minutes on 2 CPU cores.
 """
 
@@ -21,9 +21,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--out", default=str(WEIGHTS_PATH))
+    parser.add_argument(
+        "--width",
+        default=",".join(map(str, defaults.width)),
+        help="channels of the stem and each block, comma-separated (more entries: deeper)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = TowerTrainingConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size)
+    width = tuple(int(w) for w in args.width.split(","))
+    cfg = TowerTrainingConfig(
+        seed=args.seed, steps=args.steps, batch_size=args.batch_size, width=width
+    )
     summary = train_image_tower(cfg, args.out)
     print(json.dumps(summary, indent=2))
 

@@ -84,3 +84,20 @@ def test_tensor_path_equals_pil_path(scorer: DemoScorer) -> None:
     fast = embed_views(scorer, [img], [[None, box]], tensor_crop=True)[0]
     slow = embed_views(scorer, [img], [[None, box]], tensor_crop=False)[0]
     assert torch.allclose(fast, slow, atol=1e-5)
+
+
+def test_a_tower_of_another_width_trains_saves_and_loads_as_a_scorer(tmp_path: Path) -> None:
+    from region_rerank.demo.tower_training import TowerTrainingConfig, train_image_tower
+
+    cfg = TowerTrainingConfig(
+        seed=3, steps=2, batch_size=8, tiles_per_entity=1, eval_samples=8, width=(8, 12, 16, 16, 24)
+    )
+    path = tmp_path / "tower.safetensors"
+    summary = train_image_tower(cfg, path)
+    assert list(summary["config"]["width"]) == [8, 12, 16, 16, 24]
+    tower = load_image_tower(path)
+    convs = [m for m in tower.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 12, 16, 16, 24, 24]  # deeper, narrower
+    other = DemoScorer(path)
+    emb = other.embed_images([Image.new("RGB", (50, 30), (200, 30, 30))])
+    assert emb.shape == (1, 384) and torch.isfinite(emb).all()

@@ -4,11 +4,13 @@ For each query the policy sees a set of actions -- FULL (the whole image) and a 
 grid of proposal boxes (:func:`~region_rerank.proposals.grid_proposals`, plus optional
 detector boxes) -- described by:
 
-* the scorer's embedding of each view (one device-crop batch per query through
-  :func:`~region_rerank.views.embed_views`), FULL being the full image's embedding;
+* each view's features from the policy's encoder
+  (:mod:`~region_rerank.croppers.policy_encoder`): either the scorer's embedding of each
+  cropped view (``scorer``), or a fixed scorer-independent encoder (``dense:demo``: one
+  CNN forward over the whole image, RoI-pooled per box); FULL is the whole image;
 * the box geometry (corners, centre, size, area, aspect, distances to the centre and the
   corners), normalised by the image size; FULL is always action 0, the whole-image box;
-* the question embedding (``scorer.embed_texts``).
+* the question's features from the same encoder.
 
 The policy network mixes them per action -- a projection of the view, of the
 question-view elementwise product (a learned bilinear match), and of the geometry plus
@@ -33,6 +35,12 @@ from typing import TYPE_CHECKING, Any
 from region_rerank._validate import check_range
 from region_rerank.boxes import clamp_box
 from region_rerank.croppers.base import BaseCropper
+from region_rerank.croppers.policy_encoder import (
+    SCORER_ENCODER,
+    PolicyEncoder,
+    build_policy_encoder,
+    check_encoder_card,
+)
 from region_rerank.croppers.proposal_net import (
     GEOMETRY_DIM,
     WEIGHTS_PATH,
@@ -43,6 +51,7 @@ from region_rerank.croppers.proposal_net import (
     resolve_policy_weights,
     save_proposal_policy,
 )
+from region_rerank.errors import ConfigError
 from region_rerank.images import ImageLoadOptions, load_image
 from region_rerank.model_options import ModelOptions
 from region_rerank.proposals import grid_proposals
@@ -85,7 +94,7 @@ class ProposalPolicyConfig:
     """Inference settings of :class:`ProposalPolicyCropper`.
 
     Attributes:
-        batch_size: View crops per scorer forward pass.
+        batch_size: View crops per forward pass (encoders that embed crops).
         max_detector_boxes: Detector boxes kept per image (highest first as returned).
     """
 
@@ -102,7 +111,7 @@ class PolicyInputs:
     """Padded policy inputs for a batch of queries (action 0 is FULL).
 
     Attributes:
-        question: ``B x D`` question embeddings.
+        question: ``B x D`` question embeddings, or ``B x T x D`` word vectors.
         views: ``B x A x D`` view embeddings (row 0 the full image).
         geometry: ``B x A x GEOMETRY_DIM`` box geometry.
         mask: ``B x A`` True for real actions (False for padding).
@@ -135,6 +144,11 @@ class ProposalPolicyCropper(BaseCropper):
             tiny, loads from safetensors and runs where that scorer runs).
         image_options: How query images given as paths / bytes / arrays are decoded
             (:class:`~region_rerank.images.ImageLoadOptions`).
+        encoder: The feature encoder (built from the weights' ``arch.encoder`` when
+            ``None``); it must match the card saved with the weights.
+
+    Raises:
+        ConfigError: An encoder other than the one the weights were trained with.
     """
 
     name = "proposal"
@@ -149,26 +163,55 @@ class ProposalPolicyCropper(BaseCropper):
         verify: bool = True,
         model_options: ModelOptions | None = None,
         image_options: ImageLoadOptions | None = None,
+        encoder: PolicyEncoder | None = None,
     ) -> None:
         if isinstance(weights, tuple):
             self.net, self.arch = weights
             self.meta: dict[str, Any] = {}
         else:
             self.net, self.arch, self.meta = load_proposal_policy(weights, verify=verify)
-        if scorer is None:
-            from region_rerank.scorers.specs import build_scorer
+        if self.arch.encoder == SCORER_ENCODER:
+            if scorer is None:
+                from region_rerank.scorers.specs import build_scorer
 
-            scorer = build_scorer(self.arch.scorer, model_options=model_options)
-        elif not _same_scorer(self.arch.scorer, scorer):
-            logger.warning(
-                "ProposalPolicyCropper: weights were trained with the %r scorer, got %r",
-                self.arch.scorer,
-                getattr(scorer, "name", type(scorer).__name__),
-            )
-        self.scorer = scorer
+                scorer = build_scorer(self.arch.scorer, model_options=model_options)
+            elif not _same_scorer(self.arch.scorer, scorer):
+                logger.warning(
+                    "ProposalPolicyCropper: weights were trained with the %r scorer, got %r",
+                    self.arch.scorer,
+                    getattr(scorer, "name", type(scorer).__name__),
+                )
         self.config = config or ProposalPolicyConfig()
+        if encoder is None:
+            encoder = build_policy_encoder(
+                self.arch.encoder,
+                scorer,
+                model_options=model_options,
+                batch_size=self.config.batch_size,
+                question_words=self.arch.question_words,
+            )
+        check_encoder_card(self.meta.get("encoder"), encoder)
+        if encoder.question_words != self.arch.question_words:
+            raise ConfigError(
+                f"the policy {'reads' if self.arch.question_words else 'does not read'} "
+                "question word vectors but the encoder "
+                f"{'gives' if encoder.question_words else 'does not give'} them"
+            )
+        if encoder.dim != self.arch.dim:
+            raise ConfigError(
+                f"the policy encoder gives {encoder.dim}-dimensional features, the weights "
+                f"expect {self.arch.dim}"
+            )
+        self.encoder: PolicyEncoder = encoder
+        self.scorer = scorer
         self.image_options = image_options
         self.detector = detector
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """What the weights say of themselves: architecture, encoder and training record
+        (data, scorer, settings, validation metrics; empty for in-memory weights)."""
+        return {"arch": dict(self.arch.__dict__), **self.meta}
 
     @classmethod
     def from_pretrained(
@@ -236,15 +279,13 @@ class ProposalPolicyCropper(BaseCropper):
         features used both at inference and when building training sets)."""
         import torch
 
-        from region_rerank.views import embed_views
-
         images = [load_image(q.image, self.image_options) for q in queries]
         boxes = [self._boxes(img, q.question) for img, q in zip(images, queries)]
         views = [[None, *b] for b in boxes]
-        emb = embed_views(self.scorer, images, views, batch_size=self.config.batch_size)
-        question = self.scorer.embed_texts([q.question for q in queries]).float().cpu()
+        emb = self.encoder.encode_views(images, views)
+        question = self.encoder.encode_questions([q.question for q in queries])
         n_act = max(len(v) for v in views)
-        dim = question.shape[1]
+        dim = question.shape[-1]
         view_t = torch.zeros(len(queries), n_act, dim)
         geo_t = torch.zeros(len(queries), n_act, GEOMETRY_DIM)
         mask = torch.zeros(len(queries), n_act, dtype=torch.bool)

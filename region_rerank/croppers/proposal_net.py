@@ -59,7 +59,15 @@ class PolicyArch:
         heads: Attention heads (must divide ``hidden``).
         scales: Grid proposal sides as fractions of the shorter image side.
         overlap: Overlap of neighbouring grid proposals.
-        scorer: Name of the scorer the policy was trained with (its features).
+        scorer: Name of the scorer the policy was trained with (its rewards, and its
+            features when ``encoder`` is ``scorer``).
+        encoder: Spec of the policy's feature encoder
+            (:func:`~region_rerank.croppers.policy_encoder.build_policy_encoder`):
+            ``scorer`` (the scorer's own view embeddings) or a scorer-independent one
+            such as ``dense:demo``.
+        question_words: The encoder gives the question as word vectors (``B x T x D``,
+            zero-padded), pooled by a learned attention over the words; otherwise one
+            vector per question.
     """
 
     dim: int = 384
@@ -68,6 +76,8 @@ class PolicyArch:
     scales: tuple[float, ...] = (0.3, 0.45, 0.6)
     overlap: float = 0.5
     scorer: str = "demo"
+    encoder: str = "scorer"
+    question_words: bool = False
 
     def __post_init__(self) -> None:
         check_range("dim", self.dim, 1)
@@ -121,8 +131,11 @@ def _net_class() -> type:
         context) -> one masked self-attention layer -> a scoring head (zero-initialised:
         the untrained policy is uniform)."""
 
-        def __init__(self, dim: int, hidden: int, heads: int, geo_dim: int, ctx_dim: int):
+        def __init__(
+            self, dim: int, hidden: int, heads: int, geo_dim: int, ctx_dim: int, words: bool
+        ):
             super().__init__()
+            self.word_score = nn.Linear(dim, 1) if words else None
             self.q_proj = nn.Sequential(nn.Linear(dim, hidden), nn.LayerNorm(hidden))
             self.v_proj = nn.Linear(dim, hidden)
             self.qv_proj = nn.Linear(dim, hidden)
@@ -148,6 +161,7 @@ def _net_class() -> type:
             geometry: torch.Tensor,
             mask: torch.Tensor,
         ) -> torch.Tensor:
+            question = self.pool_question(question)
             sim = torch.einsum("bad,bd->ba", views, question)
             to_full = torch.einsum("bad,bd->ba", views, views[:, 0])
             z_sim, rank_sim = _masked_stats(sim, mask)
@@ -164,13 +178,30 @@ def _net_class() -> type:
             logits = self.out(self.head(feats)).squeeze(-1)
             return logits.masked_fill(~mask, float("-inf"))
 
+        def pool_question(self, question: torch.Tensor) -> torch.Tensor:
+            """``B x D`` as is; ``B x T x D`` word vectors (zero rows = padding) -> their
+            attention-weighted, normalised mean (zeros for a question without words)."""
+            if question.dim() == 2:
+                if self.word_score is not None:
+                    raise ValueError("this policy reads word vectors (B x T x D)")
+                return question
+            if self.word_score is None:
+                raise ValueError("this policy reads one vector per question (B x D)")
+            real = question.abs().sum(-1) > 0
+            score = self.word_score(question).squeeze(-1).masked_fill(~real, float("-inf"))
+            weight = torch.softmax(score, -1).nan_to_num(0.0)
+            pooled = (weight[..., None] * question).sum(1)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
     return ProposalPolicyNet
 
 
 def build_policy_net(arch: PolicyArch | None = None) -> torch.nn.Module:
     """A fresh policy network for ``arch`` (uniform over the actions until trained)."""
     a = arch or PolicyArch()
-    net: torch.nn.Module = _net_class()(a.dim, a.hidden, a.heads, GEOMETRY_DIM, _CONTEXT_DIM)
+    net: torch.nn.Module = _net_class()(
+        a.dim, a.hidden, a.heads, GEOMETRY_DIM, _CONTEXT_DIM, a.question_words
+    )
     return net
 
 

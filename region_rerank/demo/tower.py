@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "CHANNELS",
     "INPUT_SIZE",
     "EMBED_DIM",
     "IMAGE_MEAN",
@@ -35,10 +36,10 @@ IMAGE_MEAN = (0.5, 0.5, 0.5)
 IMAGE_STD = (0.25, 0.25, 0.25)
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "image_tower.safetensors"
 CHECKSUM_PATH = WEIGHTS_PATH.with_suffix(".sha256")
-_CHANNELS = (32, 64, 128, 192)
+CHANNELS = (32, 64, 128, 192)
 
 
-def build_image_tower(width: tuple[int, ...] = _CHANNELS, dim: int = EMBED_DIM) -> torch.nn.Module:
+def build_image_tower(width: tuple[int, ...] = CHANNELS, dim: int = EMBED_DIM) -> torch.nn.Module:
     """A fresh (random) tower: a stride-2 stem, conv-BN-ReLU blocks each followed by
     max-pooling, global average pool, linear projection to ``dim`` (about 0.7 M
     parameters)."""
@@ -84,11 +85,13 @@ def save_image_tower(model: torch.nn.Module, path: str | Path, meta: dict[str, A
 
 
 def load_image_tower(path: str | Path | None = None, *, verify: bool = True) -> torch.nn.Module:
-    """Load the tower (the shipped weights by default) in eval mode.
+    """Load the tower (the shipped weights by default) in eval mode, with the channel widths
+    recorded in its metadata (``config.width``; the default widths when absent).
 
     Raises:
         ConfigError: Missing weights, or a checksum mismatch (corrupted / tampered file).
     """
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(path) if path is not None else WEIGHTS_PATH
@@ -107,6 +110,9 @@ def load_image_tower(path: str | Path | None = None, *, verify: bool = True) -> 
             raise ConfigError(
                 f"checksum mismatch for {str(path)!r}: expected {expected}, got {actual}"
             )
-    model = build_image_tower()
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    width = json.loads(meta.get("config", "{}")).get("width", CHANNELS)
+    model = build_image_tower(tuple(int(w) for w in width))
     model.load_state_dict(load_file(str(path)))
     return model.eval()

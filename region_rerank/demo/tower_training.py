@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from region_rerank.demo.tower import (
+    CHANNELS,
     IMAGE_MEAN,
     IMAGE_STD,
     INPUT_SIZE,
@@ -38,7 +39,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TowerTrainingConfig:
-    """Hyper-parameters of the tower training (defaults produce the shipped weights)."""
+    """Hyper-parameters of the tower training (defaults produce the shipped weights).
+
+    ``width`` sets the channels of the stem and of each block (one block per entry after
+    the first: a longer tuple is a deeper tower); it is saved with the weights.
+    """
 
     seed: int = 0
     steps: int = 420
@@ -48,6 +53,7 @@ class TowerTrainingConfig:
     tiles_per_entity: int = 10
     eval_samples: int = 1024
     threads: int = 2
+    width: tuple[int, ...] = CHANNELS
 
 
 def entity_phrase(entity: Entity) -> str:
@@ -167,7 +173,7 @@ def train_image_tower(
     targets = _text_targets(kb)
     bank = _tile_bank(kb, cfg.tiles_per_entity, cfg.seed)
     logger.info("tile bank %s built in %.1fs", tuple(bank.shape), time.perf_counter() - start)
-    model = build_image_tower().train()
+    model = build_image_tower(cfg.width).train()
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
     params = [*model.parameters(), logit_scale]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

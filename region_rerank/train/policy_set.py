@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_range
 from region_rerank.cache import EmbeddingCache
-from region_rerank.croppers.proposal import PolicyArch
+from region_rerank.croppers.policy_encoder import PolicyEncoder, ViewEncoder
+from region_rerank.croppers.proposal import PolicyArch, PolicyInputs
 from region_rerank.errors import ConfigError
 from region_rerank.progress import progress_bar
 from region_rerank.train.data import covered_queries, pool_matrices, usable_queries, with_pools
@@ -51,7 +52,7 @@ class PolicyTrainingSet:
     Attributes:
         query_ids: One per query.
         question_types: Benchmark question type per query (``None`` when unknown).
-        question: ``Q x D`` question embeddings.
+        question: ``Q x D`` question embeddings (or ``Q x T x D`` word vectors).
         views: ``Q x A x D`` view embeddings (action 0 = FULL).
         geometry: ``Q x A x G`` box geometry.
         mask: ``Q x A`` real actions.
@@ -176,11 +177,14 @@ def build_policy_training_set(
     progress: bool = True,
     limit: int | None = None,
     index: CandidateIndex | None = None,
+    encoder: PolicyEncoder | None = None,
 ) -> PolicyTrainingSet:
     """Embed every action's view of every covered query and score the pools once.
 
     Features come from :meth:`ProposalPolicyCropper.policy_inputs`, the code path used at
-    inference, so training and inference see identical inputs.
+    inference, so training and inference see identical inputs. The pool scores always
+    come from ``scorer``'s embedding of each view (with a scorer-independent encoder, the
+    views are embedded a second time, by the scorer, for the reward only).
 
     Args:
         dataset: Queries, KB and (optionally) pools; pools are built when missing.
@@ -195,6 +199,7 @@ def build_policy_training_set(
             ``scorer``: keeps each action's whole-index ranking statistics (the
             retrieval-aware objective) and also the queries whose pool misses every
             positive, provided a positive is indexed.
+        encoder: The policy's feature encoder (built from ``arch.encoder`` when ``None``).
 
     Raises:
         ConfigError: No usable query, or an index built with another scorer.
@@ -219,32 +224,35 @@ def build_policy_training_set(
     logger.info(
         "%d trainable queries (%d dropped: no positive to learn from)", len(queries), dropped
     )
-    cropper = ProposalPolicyCropper(scorer, (build_policy_net(arch), arch))
+    cropper = ProposalPolicyCropper(scorer, (build_policy_net(arch), arch), encoder=encoder)
+    own_views = isinstance(cropper.encoder, ViewEncoder) and cropper.encoder.scorer is scorer
+    scorer_dim = int(scorer.embed_texts(["a"]).shape[1])
     parts: list[dict[str, Any]] = []
     with progress_bar(len(queries), "policy features", progress) as bar:
         for i in range(0, len(queries), batch_size):
             batch = queries[i : i + batch_size]
             inputs = cropper.policy_inputs([q.to_query() for q in batch])
-            if inputs.question.shape[1] != arch.dim:
-                raise ConfigError(
-                    f"the scorer embeds in {inputs.question.shape[1]} dimensions, arch.dim is "
-                    f"{arch.dim}"
-                )
-            mats = pool_matrices(dataset, batch, scorer, cache, arch.dim)
+            scored = (
+                inputs.views
+                if own_views
+                else _scorer_views(scorer, [q.to_query() for q in batch], inputs, batch_size)
+            )
+            mats = pool_matrices(dataset, batch, scorer, cache, scorer_dim)
             for j, (q, mat) in enumerate(zip(batch, mats)):
                 ids = [cid for cid, _ in dataset.pools[q.id]]
+                n_act = int(inputs.mask[j].sum())
                 parts.append(
                     {
                         "views": inputs.views[j],
                         "geometry": inputs.geometry[j],
                         "mask": inputs.mask[j],
                         "question": inputs.question[j],
-                        "scores": scorer.score(inputs.views[j], mat).float().cpu(),
+                        "scores": scorer.score(scored[j][:n_act], mat).float().cpu(),
                         "positive": torch.tensor([cid in q.positives for cid in ids]),
                     }
                 )
                 if index is not None:
-                    sims = scorer.score(inputs.views[j], index_emb).float().cpu()
+                    sims = scorer.score(scored[j][:n_act], index_emb).float().cpu()
                     parts[-1]["index_stats"] = index_stats(sims, index_rows[q.id]).float()
             bar.update(len(batch))
     n_act = max(int(p["mask"].shape[0]) for p in parts)
@@ -259,7 +267,7 @@ def build_policy_training_set(
     for i, p in enumerate(parts):
         a, k = p["mask"].shape[0], p["positive"].shape[0]
         views[i, :a], geometry[i, :a], mask[i, :a] = p["views"], p["geometry"], p["mask"]
-        scores[i, :a, :k] = p["scores"]
+        scores[i, : p["scores"].shape[0], :k] = p["scores"]
         positive[i, :k], pool_mask[i, :k] = p["positive"], True
     stats = None
     if index is not None:
@@ -269,7 +277,7 @@ def build_policy_training_set(
     return PolicyTrainingSet(
         [q.id for q in queries],
         [q.question_type for q in queries],
-        torch.stack([p["question"] for p in parts]),
+        _stack_padded([p["question"] for p in parts]),
         views,
         geometry,
         mask,
@@ -281,6 +289,30 @@ def build_policy_training_set(
         stats,
         None if index is None else torch.tensor([q.id in covered_ids for q in queries]),
     )
+
+
+def _stack_padded(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Stack ``D`` vectors, or ``T x D`` word vectors zero-padded to the longest ``T``."""
+    import torch
+
+    if rows[0].dim() == 1:
+        return torch.stack(rows)
+    out = torch.zeros(len(rows), max(r.shape[0] for r in rows), rows[0].shape[1])
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+    return out
+
+
+def _scorer_views(
+    scorer: Any, queries: Sequence[Any], inputs: PolicyInputs, batch_size: int
+) -> list[torch.Tensor]:
+    """The scorer's embedding of every action's view (FULL first), for the rewards."""
+    from region_rerank.images import load_image
+    from region_rerank.views import embed_views
+
+    images = [load_image(q.image) for q in queries]
+    views = [[None, *b] for b in inputs.boxes]
+    return [e.float().cpu() for e in embed_views(scorer, images, views, batch_size=batch_size)]
 
 
 def save_training_set(ts: PolicyTrainingSet, path: str | Any) -> None:

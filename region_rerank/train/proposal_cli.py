@@ -46,6 +46,14 @@ def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the frozen scorer whose embeddings the policy reads (default: demo): "
         f"{usage_line('scorer', exclude=('cross', 'fake'))}",
     )
+    parser.add_argument(
+        "--encoder",
+        default="scorer",
+        help="what the policy reads: 'scorer' (the scorer's embedding of every proposal "
+        "crop; default), 'dense:demo' (a fixed encoder independent of the scorer: one demo "
+        "CNN forward per image, RoI-pooled, and MiniLM word vectors), or a scorer spec "
+        "(crops through that model)",
+    )
     add_model_option_args(parser, device="cpu")
     parser.add_argument(
         "--weights", help="output safetensors (default: OUT/proposal_policy.safetensors)"
@@ -129,6 +137,7 @@ def run_proposal_training(args: argparse.Namespace) -> dict[str, Any]:
         weights_out=args.weights,
         scorer=scorer,
         scorer_spec=args.scorer,
+        encoder=args.encoder,
         train_split=args.train_split,
         val_split=args.val_split,
         val_fraction=args.val_fraction,

@@ -103,13 +103,14 @@ def _world_card(world: Path) -> dict[str, Any] | None:
     return {"seed": manifest.get("seed"), "scene": scene}
 
 
-def _default_arch(scorer: Any, scorer_spec: str | None) -> Any:
-    """The default architecture, sized to ``scorer``'s embeddings and naming it."""
+def _default_arch(scorer: Any, scorer_spec: str | None, spec: str, encoder: Any) -> Any:
+    """The default architecture, sized to the encoder's features, naming the scorer."""
     from region_rerank.croppers.proposal import PolicyArch
 
-    dim = int(scorer.embed_texts(["a"]).shape[1])
     name = scorer_spec or str(getattr(scorer, "name", type(scorer).__name__))
-    return PolicyArch(dim=dim, scorer=name)
+    return PolicyArch(
+        dim=encoder.dim, scorer=name, encoder=spec, question_words=encoder.question_words
+    )
 
 
 def train_proposal_policy(
@@ -121,6 +122,7 @@ def train_proposal_policy(
     weights_out: str | Path | None = None,
     scorer: Any = None,
     scorer_spec: str | None = None,
+    encoder: str | None = None,
     train_split: str | None = "train",
     val_split: str | None = "val",
     val_fraction: float = 0.1,
@@ -143,6 +145,9 @@ def train_proposal_policy(
         scorer_spec: The spec recorded in the weights, from which
             :class:`~region_rerank.croppers.proposal.ProposalPolicyCropper` rebuilds the
             scorer (default: the scorer's name).
+        encoder: The policy's feature encoder spec
+            (:func:`~region_rerank.croppers.policy_encoder.build_policy_encoder`; default
+            ``arch.encoder``, else ``scorer``); its card is saved with the weights.
         train_split, val_split, val_fraction: See :func:`training_splits`.
         progress: Show progress bars while embedding.
 
@@ -150,6 +155,7 @@ def train_proposal_policy(
         The summary (also written as ``summary.json`` and stored in the weights' card).
     """
     from region_rerank.cache import EmbeddingCache
+    from region_rerank.croppers.policy_encoder import SCORER_ENCODER, build_policy_encoder
     from region_rerank.croppers.proposal import save_proposal_policy
     from region_rerank.eval.pools import kb_index
     from region_rerank.train.policy_set import (
@@ -164,7 +170,13 @@ def train_proposal_policy(
         from region_rerank.model_options import ModelOptions
 
         scorer = DemoScorer(model_options=ModelOptions(device="cpu"))
-    arch = arch or _default_arch(scorer, scorer_spec)
+    spec = encoder or (arch.encoder if arch is not None else SCORER_ENCODER)
+    if arch is not None and arch.encoder != spec:
+        raise ConfigError(f"encoder={spec!r} but arch.encoder={arch.encoder!r}")
+    feature_encoder = build_policy_encoder(
+        spec, scorer, question_words=arch.question_words if arch is not None else True
+    )
+    arch = arch or _default_arch(scorer, scorer_spec, spec, feature_encoder)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -183,7 +195,13 @@ def train_proposal_policy(
         if retrieval and index is None:
             index = kb_index(dataset, scorer, cache=cache, progress=progress)
         ts = build_policy_training_set(
-            dataset, scorer, arch, cache=cache, progress=progress, index=index
+            dataset,
+            scorer,
+            arch,
+            cache=cache,
+            progress=progress,
+            index=index,
+            encoder=feature_encoder,
         )
         save_training_set(ts, path)
         sets[split] = ts
@@ -192,6 +210,7 @@ def train_proposal_policy(
     summary: dict[str, Any] = {
         "data": str(data),
         "scorer": arch.scorer,
+        "encoder": feature_encoder.card(),
         "train_queries": len(sets["train"].for_reward(cfg.reward)),
         "val_queries": len(sets["val"].for_reward(cfg.reward)),
         "feature_seconds": round(feature_seconds, 1),
@@ -216,7 +235,8 @@ def train_proposal_policy(
         },
     }
     target = Path(weights_out) if weights_out else out / "proposal_policy.safetensors"
-    summary["sha256"] = save_proposal_policy(result.net, arch, target, {"training": summary})
+    meta = {"training": summary, "encoder": feature_encoder.card()}
+    summary["sha256"] = save_proposal_policy(result.net, arch, target, meta)
     summary["weights"] = str(target)
     plot_reward_curve(
         result, out / "reward_curve.png", title=f"proposal policy r-GRPO ({target.name})"
