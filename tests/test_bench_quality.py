@@ -155,3 +155,12 @@ def test_bad_seeds_are_config_errors(seeds: list[Any], tmp_path: Path) -> None:
 def test_a_reserved_method_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="reserved"):
         run_quality([1], n_test=4, methods=("full=center",), work_dir=tmp_path)
+
+
+def test_each_scorer_gets_its_own_pools_and_records() -> None:
+    from region_rerank.bench.quality import _report_name
+
+    assert _report_name("demo", None) == "report"
+    assert _report_name("demo", "fused") == "report-retrieve-fused"
+    other = _report_name("demo:/tmp/tower.safetensors", None)
+    assert other.startswith("report-") and other != _report_name("clip", None)

@@ -99,5 +99,6 @@ def test_a_tower_of_another_width_trains_saves_and_loads_as_a_scorer(tmp_path: P
     convs = [m for m in tower.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [8, 12, 16, 16, 24, 24]  # deeper, narrower
     other = DemoScorer(path)
+    assert other.name == f"demo:{path}" and DemoScorer().name == "demo"  # another scorer
     emb = other.embed_images([Image.new("RGB", (50, 30), (200, 30, 30))])
     assert emb.shape == (1, 384) and torch.isfinite(emb).all()

@@ -315,3 +315,25 @@ def test_failing_cropper_and_missing_pool_degrade_per_query(
     assert [r["ranked_ids"] for r in recs] == [
         r["ranked_ids"] for r in _records(tmp_path / "r", "full")
     ]
+
+
+def test_retrained_weights_under_the_same_name_are_another_run(
+    world: EvalDataset, tmp_path: Path
+) -> None:
+    import torch
+
+    from region_rerank.croppers.proposal import PolicyArch, ProposalPolicyCropper, build_policy_net
+
+    arch = PolicyArch(dim=FakeScorer().embed_texts(["a"]).shape[1], scorer="fake")
+    first = ProposalPolicyCropper(FakeScorer(), (build_policy_net(arch), arch))
+    out = tmp_path / "run"
+    run_eval(world, {"learned": first}, FakeScorer(), out, progress=False, limit=1)
+    saved = json.loads((out / "run.json").read_text())["fingerprint"]["weights"]
+    assert saved == {"learned": first.weights_digest()}
+    run_eval(world, {"learned": first}, FakeScorer(), out, progress=False)  # same weights resume
+    net = build_policy_net(arch)
+    torch.nn.init.normal_(net.out.weight)
+    retrained = ProposalPolicyCropper(FakeScorer(), (net, arch))
+    assert retrained.weights_digest() != first.weights_digest()
+    with pytest.raises(ConfigError, match="different run"):
+        run_eval(world, {"learned": retrained}, FakeScorer(), out, progress=False)

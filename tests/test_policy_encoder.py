@@ -11,17 +11,13 @@ import pytest
 import torch
 
 from region_rerank import ConfigError, ProposalPolicyCropper, Query
-from region_rerank.croppers.policy_encoder import (
-    DENSE_DEMO,
-    DenseRegionEncoder,
-    StaticWordEncoder,
-    ViewEncoder,
-    build_policy_encoder,
-)
+from region_rerank.croppers.encoder_specs import DENSE_DEMO, build_policy_encoder
+from region_rerank.croppers.policy_encoder import DenseRegionEncoder, StaticWordEncoder, ViewEncoder
 from region_rerank.croppers.proposal import PolicyArch, build_policy_net, save_proposal_policy
+from region_rerank.demo.policy_encoder import demo_dense_encoder
 from region_rerank.demo.scorer import DemoScorer
 from region_rerank.demo.text_tower import load_text_model
-from region_rerank.demo.tower import build_image_tower
+from region_rerank.demo.tower import CHECKSUM_PATH, IMAGE_MEAN, IMAGE_STD, build_image_tower
 from region_rerank.demo.world import make_world
 from region_rerank.eval.runner import load_eval_data
 from region_rerank.types import Box
@@ -44,6 +40,17 @@ class CountingModel:
 @pytest.fixture(scope="module")
 def words() -> CountingModel:
     return CountingModel()
+
+
+def _demo_dense(words: CountingModel, **kw: Any) -> DenseRegionEncoder:
+    """The ``dense:demo`` encoder, with a word model that counts what it encodes."""
+    from region_rerank.demo.tower import load_image_tower
+
+    sha = CHECKSUM_PATH.read_text().strip()
+    return DenseRegionEncoder(
+        load_image_tower(), StaticWordEncoder(words), mean=IMAGE_MEAN, std=IMAGE_STD,
+        tower_sha256=sha, **kw,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +96,8 @@ def _scene(size: tuple[int, int] = (200, 120)) -> Any:
 
 
 def test_dense_encoder_one_forward_pools_every_box(words: CountingModel) -> None:
-    enc = DenseRegionEncoder(text=StaticWordEncoder(words))
+    enc = _demo_dense(words)
+    assert enc.card() == demo_dense_encoder().card()  # what `dense:demo` builds
     a, b = _scene(), _scene((90, 300))
     views = [[None, Box(10, 10, 60, 60), Box(120, 50, 180, 110)], [None, Box(0, 0, 90, 100)]]
     out = enc.encode_views([a, b], views)
@@ -102,7 +110,7 @@ def test_dense_encoder_one_forward_pools_every_box(words: CountingModel) -> None
     assert thin.shape == (2, enc.dim) and torch.isfinite(thin).all()
     assert enc.encode_views([], []) == []
     card = enc.card()
-    assert card["kind"] == "dense" and card["input_size"] == 128 and len(card["image_sha256"]) == 64
+    assert card["kind"] == "dense" and card["input_size"] == 160 and len(card["image_sha256"]) == 64
     assert card["question"] == "words" and enc.encode_questions(["a b"]).shape == (1, 2, enc.dim)
 
 
@@ -131,8 +139,8 @@ def _dense_policy(path: Path, encoder: DenseRegionEncoder) -> PolicyArch:
 def test_a_dense_policy_needs_no_scorer_and_refuses_another_encoder(
     tmp_path: Path, words: CountingModel
 ) -> None:
-    text = StaticWordEncoder(words)
-    enc = DenseRegionEncoder(text=text)
+    enc = _demo_dense(words)
+    text = enc.text
     path = tmp_path / "p.safetensors"
     _dense_policy(path, enc)
     cropper = ProposalPolicyCropper(weights=path, encoder=enc)
@@ -141,8 +149,8 @@ def test_a_dense_policy_needs_no_scorer_and_refuses_another_encoder(
     assert decision.image_size == (200, 120) and decision.source == "proposal"
     built = ProposalPolicyCropper(weights=path)  # from the recorded spec
     assert isinstance(built.encoder, DenseRegionEncoder)
-    other = DenseRegionEncoder(text=text, input_size=96)
-    with pytest.raises(ConfigError, match=r"input_size: trained with 128, got 96"):
+    other = _demo_dense(words, input_size=96)
+    with pytest.raises(ConfigError, match=r"input_size: trained with 160, got 96"):
         ProposalPolicyCropper(weights=path, encoder=other)
     tower = DenseRegionEncoder(build_image_tower((8, 16, 16)), text, tower_sha256="0" * 64)
     with pytest.raises(ConfigError, match="image_sha256"):
@@ -191,7 +199,7 @@ def test_training_set_rewards_come_from_the_scorer_whatever_the_encoder(
 
     data = load_eval_data(world, "train")
     scorer = DemoScorer()
-    dense = DenseRegionEncoder(text=StaticWordEncoder(words))
+    dense = _demo_dense(words)
     kw: dict[str, Any] = {"progress": False, "batch_size": 5}
     own = build_policy_training_set(data, scorer, PolicyArch(), **kw)
     arch = PolicyArch(encoder=DENSE_DEMO, question_words=True)
@@ -262,3 +270,34 @@ def test_clip_dense_encoder_refuses_other_heads(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="not a CLIP model"):
         ClipDenseEncoder(siglip)
+
+
+def test_the_shipped_dense_policy_carries_its_card_and_needs_no_scorer() -> None:
+    from region_rerank.croppers.proposal import DENSE_WEIGHTS_PATH
+    from region_rerank.factory import build_cropper
+
+    cropper = build_cropper("proposal:dense")
+    assert isinstance(cropper, ProposalPolicyCropper) and cropper.scorer is None
+    assert isinstance(cropper.encoder, DenseRegionEncoder)
+    card = cropper.card
+    assert card["arch"]["encoder"] == DENSE_DEMO and card["arch"]["question_words"] is True
+    assert card["encoder"] == cropper.encoder.card()  # checked on load, recorded in training
+    assert (
+        card["training"]["world"]["seed"] == 0 and card["training"]["val_at_best"]["cond_r1"] > 0.5
+    )
+    same = ProposalPolicyCropper.from_pretrained(DENSE_WEIGHTS_PATH)
+    assert same.arch == cropper.arch
+    decision = cropper.decide(Query(_scene(), "what is the pattern of the red square?"))
+    assert decision.image_size == (200, 120) and decision.source == "proposal"
+
+
+def test_the_dense_policy_pickles_faithfully() -> None:
+    import pickle
+
+    from region_rerank.factory import build_cropper
+
+    cropper = build_cropper("proposal:dense")
+    query = Query(_scene(), "what is the pattern of the red square?")
+    copy = pickle.loads(pickle.dumps(cropper))
+    assert copy.decide(query) == cropper.decide(query)
+    assert copy.encoder.card() == cropper.encoder.card()

@@ -36,7 +36,7 @@ class Bench:
     def __init__(self, settings: SpeedSettings) -> None:
         from region_rerank.croppers.baselines import CenterCropper, RandomCropper
         from region_rerank.croppers.full import FullImageCropper
-        from region_rerank.croppers.proposal import ProposalPolicyCropper
+        from region_rerank.croppers.proposal import DENSE_WEIGHTS_PATH, ProposalPolicyCropper
         from region_rerank.croppers.text_match import TextMatchCropper
         from region_rerank.demo.scorer import DemoScorer
         from region_rerank.model_options import ModelOptions
@@ -44,12 +44,14 @@ class Bench:
         self.settings = settings
         self.scorer = DemoScorer(model_options=ModelOptions(device="cpu"))
         self.proposal = ProposalPolicyCropper(self.scorer)
+        self.dense = ProposalPolicyCropper(self.scorer, DENSE_WEIGHTS_PATH)
         self.croppers: dict[str, Any] = {
             "full": FullImageCropper(),
             "center": CenterCropper(),
             "random": RandomCropper(),
             "text_match": TextMatchCropper(self.scorer),
             "proposal": self.proposal,
+            "proposal_dense": self.dense,
         }
         n_queries = max(settings.batch_queries, 4)
         self.world: Workload = make_workload(n_queries, max(settings.pool_sizes[1], 100))
@@ -69,8 +71,9 @@ class Bench:
             "text_tower_params": _params(text),
             "image_tower_params": _params(self.scorer.tower),
             "image_input": list(self.scorer.image_spec.size),
-            "light_cropper": "proposal (shipped weights)",
+            "light_cropper": "proposal (shipped weights, the scorer's view embeddings)",
             "light_cropper_params": _params(self.proposal.net),
+            "dense_cropper": f"proposal_dense (shipped dense weights: {self.dense.encoder.card()})",
             "light_cropper_actions": 1 + len(self.proposal._boxes(_blank(self.world), "")),
             "query_canvas": list(self.world.canvas),
         }
@@ -275,10 +278,24 @@ def _cropper_figure(b: Bench) -> dict[str, Any]:
         "plain_rerank_s": statistics.median(plains),
         "cropper_s": per_query,
         "cropper_cost_ratio": ratio,
+        "dense_cropper_cost_ratio": ratio["proposal_dense"],
+        "light_cropper_gflops": {
+            name: _decision_flops(b.croppers[name], query) / 1e9
+            for name in ("proposal", "proposal_dense")
+        },
         f"cropper_cost_k{large}_over_k{small}": growth,
         "light_cropper_s": wall,
         "light_cropper_over_floor": 1.0 / share,
     }
+
+
+def _decision_flops(cropper: Any, query: Any) -> float:
+    """FLOPs of one decision (matrix products and convolutions, torch's flop counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        cropper.decide_batch([query])
+    return float(counter.get_total_flops())
 
 
 def _memory_figure(b: Bench) -> dict[str, Any]:

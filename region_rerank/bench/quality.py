@@ -87,6 +87,14 @@ def _world_key(n_test: int, world: Mapping[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
+def _report_name(scorer: str, retrieve: str | None) -> str:
+    """A world's report folder: one per scorer (its pools) and first-stage mode."""
+    name = "report" if retrieve is None else f"report-retrieve-{retrieve}"
+    if scorer != "demo":
+        name += "-" + hashlib.blake2b(scorer.encode(), digest_size=4).hexdigest()
+    return name
+
+
 def _seed_figures(report_dir: Path, results: Mapping[str, Any], dataset: Any) -> dict[str, Any]:
     from region_rerank.eval.metrics import compute_metrics
     from region_rerank.eval.runner import read_records
@@ -234,7 +242,7 @@ def run_quality(
             logger.info("seed %d: generating %d test scenes", seed, n_test)
             make_world(folder / "world", seed=seed, n_train=0, n_val=0, n_test=n_test, **world)
         dataset = load_split_dataset(folder / "world", "test")
-        report_dir = folder / ("report" if retrieve is None else f"report-retrieve-{retrieve}")
+        report_dir = folder / _report_name(scorer, retrieve)
         results = run_eval(
             dataset,
             croppers,

@@ -1,7 +1,8 @@
 """What the light policy reads: the features of each action's view and of the question.
 
 Two kinds of encoder, named by the spec recorded in a policy's weights
-(:attr:`~region_rerank.croppers.proposal_net.PolicyArch.encoder`):
+(:attr:`~region_rerank.croppers.proposal_net.PolicyArch.encoder`; specs are built by
+:func:`region_rerank.croppers.encoder_specs.build_policy_encoder`):
 
 * ``scorer`` -- :class:`ViewEncoder` over the re-ranking scorer itself: every proposal view
   is cropped and embedded by the scorer (the first policies). Its cost grows with the
@@ -37,25 +38,17 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from region_rerank.model_options import ModelOptions
     from region_rerank.types import Box
 
 __all__ = [
-    "SCORER_ENCODER",
-    "DENSE_DEMO",
     "PolicyEncoder",
     "ViewEncoder",
     "StaticWordEncoder",
     "DenseRegionEncoder",
     "ClipDenseEncoder",
-    "build_policy_encoder",
     "check_encoder_card",
 ]
 
-#: The encoder spec meaning "the re-ranking scorer's own view embeddings".
-SCORER_ENCODER = "scorer"
-#: The scorer-independent encoder built on the demo image tower and MiniLM word vectors.
-DENSE_DEMO = "dense:demo"
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
@@ -98,7 +91,7 @@ class ViewEncoder:
         batch_size: Views per forward pass.
     """
 
-    def __init__(self, scorer: Any, spec: str = SCORER_ENCODER, *, batch_size: int = 64) -> None:
+    def __init__(self, scorer: Any, spec: str = "scorer", *, batch_size: int = 64) -> None:
         check_range("batch_size", batch_size, 1)
         self.scorer = scorer
         self.spec = spec
@@ -137,20 +130,16 @@ class StaticWordEncoder:
     the full contextual model ("biggest" near "largest"); word order is not kept.
 
     Args:
-        model: A text encoder with ``encode(texts) -> N x D`` normalised tensors (the demo
-            MiniLM tower by default).
+        model: A text encoder with ``encode(texts) -> N x D`` normalised tensors (e.g. the
+            demo MiniLM tower).
         name: The model's name in the card.
         max_words: Memoised words kept (least recently used dropped first).
     """
 
     def __init__(
-        self, model: Any = None, *, name: str = "all-MiniLM-L6-v2", max_words: int = 50_000
+        self, model: Any, *, name: str = "all-MiniLM-L6-v2", max_words: int = 50_000
     ) -> None:
         check_range("max_words", max_words, 1)
-        if model is None:
-            from region_rerank.demo.text_tower import load_text_model
-
-            model = load_text_model("cpu")
         self.model = model
         self.name = name
         self.max_words = max_words
@@ -212,13 +201,15 @@ class DenseRegionEncoder:
     ``input_size`` square, RoI-align of every box on its feature map, mean over the bins and
     the tower's projection into the text space; questions by :class:`StaticWordEncoder`.
 
-    The default is the demo image tower (its convolutional trunk and projection, frozen) and
-    MiniLM word vectors: about 1/10 of the work of embedding 62 crops with that tower.
+    ``dense:demo`` is the demo image tower (its convolutional trunk and projection, frozen)
+    and MiniLM word vectors (:func:`region_rerank.demo.policy_encoder.demo_dense_encoder`):
+    about 1/10 of the work of embedding 62 crops with that tower.
 
     Args:
         tower: An ``nn.Sequential`` ending with ``AdaptiveAvgPool2d, Flatten, Linear`` (the
-            demo tower's layout); the shipped demo tower when ``None``.
-        text: The question encoder (MiniLM word vectors by default).
+            demo tower's layout).
+        text: The question encoder.
+        mean, std: Per-channel normalisation of the tower's input.
         input_size: Side of the square the image is resized to.
         stride: The trunk's total stride (16 for the demo tower).
         bins: RoI-align output side (``bins x bins``, averaged).
@@ -230,10 +221,12 @@ class DenseRegionEncoder:
 
     def __init__(
         self,
-        tower: torch.nn.Module | None = None,
-        text: StaticWordEncoder | None = None,
+        tower: torch.nn.Module,
+        text: StaticWordEncoder,
         *,
-        input_size: int = 128,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.25, 0.25, 0.25),
+        input_size: int = 160,
         stride: int = 16,
         bins: int = 2,
         tower_name: str = "demo-tower",
@@ -243,13 +236,8 @@ class DenseRegionEncoder:
     ) -> None:
         import torch
 
-        from region_rerank.demo.tower import CHECKSUM_PATH, IMAGE_MEAN, IMAGE_STD, load_image_tower
-
         check_range("input_size", input_size, stride)
         check_range("bins", bins, 1)
-        if tower is None:
-            tower = load_image_tower()
-            tower_sha256 = CHECKSUM_PATH.read_text().strip()
         layers = list(tower.children())
         if len(layers) < 4 or not isinstance(layers[-1], torch.nn.Linear):
             raise ConfigError(
@@ -264,13 +252,13 @@ class DenseRegionEncoder:
             .to(memory_format=torch.channels_last)
         )
         self.head = layers[-1].to(device).eval()
-        self.text = text or StaticWordEncoder()
+        self.text = text
         self.input_size = input_size
         self.stride = stride
         self.bins = bins
         self.tower_name = tower_name
         self.tower_sha256 = tower_sha256
-        self.mean, self.std = IMAGE_MEAN, IMAGE_STD
+        self.mean, self.std = tuple(mean), tuple(std)
         self.words = words
 
     @property
@@ -442,58 +430,6 @@ def _pool(fmap: torch.Tensor, rois: list[list[float]], bins: int, scale: float) 
         fmap.contiguous(), boxes, (bins, bins), spatial_scale=scale, sampling_ratio=2, aligned=True
     )
     return pooled.mean((2, 3))
-
-
-def build_policy_encoder(
-    spec: str,
-    scorer: Any = None,
-    *,
-    model_options: ModelOptions | None = None,
-    batch_size: int = 64,
-    question_words: bool = True,
-) -> PolicyEncoder:
-    """The encoder named by ``spec``.
-
-    Args:
-        spec: ``scorer`` (the given scorer's views), ``dense:demo``, ``dense:clip:MODEL``
-            (:class:`ClipDenseEncoder`), or a scorer spec (``demo``, ``clip:MODEL``,
-            ``st:MODEL``...) whose views are the features.
-        scorer: The re-ranking scorer (needed for ``scorer``; reused by
-            ``dense:clip:MODEL`` when it is that CLIP model).
-        model_options: Device / dtype of what is built.
-        batch_size: Views per forward pass of a :class:`ViewEncoder`.
-        question_words: ``dense:demo`` gives questions as word vectors (else their mean).
-
-    Raises:
-        ConfigError: ``scorer`` without a scorer, or an unknown ``dense:`` model.
-    """
-    from region_rerank.model_options import model_options_or_default
-
-    if spec == SCORER_ENCODER:
-        if scorer is None:
-            raise ConfigError(
-                "the 'scorer' policy encoder needs the scorer the policy was trained with"
-            )
-        return ViewEncoder(scorer, spec, batch_size=batch_size)
-    from region_rerank.scorers.specs import build_scorer
-
-    if spec == DENSE_DEMO:
-        from region_rerank.device import resolve_device
-
-        device = resolve_device(model_options_or_default(model_options).device)
-        return DenseRegionEncoder(device=device, words=question_words)
-    if spec.startswith("dense:clip:"):
-        model_id = spec.removeprefix("dense:clip:")
-        same = scorer is not None and getattr(scorer, "name", None) == f"clip:{model_id}"
-        clip = scorer if same else build_scorer(f"clip:{model_id}", model_options=model_options)
-        return ClipDenseEncoder(clip)
-    if spec.startswith("dense:"):
-        raise ConfigError(
-            f"unknown dense policy encoder {spec!r}; available: {DENSE_DEMO!r}, 'dense:clip:MODEL'"
-        )
-
-    scorer = build_scorer(spec, model_options=model_options)
-    return ViewEncoder(scorer, spec, batch_size=batch_size)
 
 
 def check_encoder_card(recorded: dict[str, Any] | None, encoder: PolicyEncoder) -> None:

@@ -35,13 +35,10 @@ from typing import TYPE_CHECKING, Any
 from region_rerank._validate import check_range
 from region_rerank.boxes import clamp_box
 from region_rerank.croppers.base import BaseCropper
-from region_rerank.croppers.policy_encoder import (
-    SCORER_ENCODER,
-    PolicyEncoder,
-    build_policy_encoder,
-    check_encoder_card,
-)
+from region_rerank.croppers.encoder_specs import SCORER_ENCODER, build_policy_encoder
+from region_rerank.croppers.policy_encoder import PolicyEncoder, check_encoder_card
 from region_rerank.croppers.proposal_net import (
+    DENSE_WEIGHTS_PATH,
     GEOMETRY_DIM,
     WEIGHTS_PATH,
     PolicyArch,
@@ -62,6 +59,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = [
+    "DENSE_WEIGHTS_PATH",
     "GEOMETRY_DIM",
     "WEIGHTS_PATH",
     "PolicyArch",
@@ -249,6 +247,17 @@ class ProposalPolicyCropper(BaseCropper):
             model_options=model_options,
             image_options=image_options,
         )
+
+    def weights_digest(self) -> str:
+        """SHA-256 (first 16 hex digits) of the architecture and the network's weights:
+        evaluation runs use it to tell retrained weights apart."""
+        import hashlib
+
+        h = hashlib.sha256(repr(sorted(self.arch.__dict__.items())).encode())
+        for name, tensor in sorted(self.net.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle / copy support: the policy network is stored as its weights and rebuilt

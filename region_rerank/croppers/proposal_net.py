@@ -30,6 +30,7 @@ __all__ = [
     "GEOMETRY_DIM",
     "WEIGHTS_NAME",
     "WEIGHTS_PATH",
+    "DENSE_WEIGHTS_PATH",
     "PolicyArch",
     "build_policy_net",
     "box_geometry",
@@ -45,6 +46,8 @@ WEIGHTS_NAME = "proposal_policy.safetensors"
 WEIGHTS_PATH = (
     Path(__file__).resolve().parent.parent / "demo" / "weights" / "proposal_policy.safetensors"
 )
+#: The shipped scorer-independent policy (``dense:demo`` encoder).
+DENSE_WEIGHTS_PATH = WEIGHTS_PATH.with_name("proposal_policy_dense.safetensors")
 GEOMETRY_DIM = 16
 _CONTEXT_DIM = 6
 

@@ -71,10 +71,11 @@ def _text_match(a: BuildArgs) -> Any:
 
 
 def _proposal(a: BuildArgs) -> Any:
-    from region_rerank.croppers.proposal import ProposalPolicyCropper
+    from region_rerank.croppers.proposal import DENSE_WEIGHTS_PATH, ProposalPolicyCropper
 
+    weights = DENSE_WEIGHTS_PATH if a.arg == "dense" else a.arg
     return ProposalPolicyCropper(
-        a.scorer, a.arg, model_options=a.model_options, image_options=a.image_options
+        a.scorer, weights, model_options=a.model_options, image_options=a.image_options
     )
 
 
@@ -113,7 +114,8 @@ CROPPERS: dict[str, ComponentSpec] = {
         ),
         ComponentSpec(
             "proposal", "WEIGHTS", False, True,
-            "the light learned policy over proposals (shipped weights by default)", _proposal,
+            "the light learned policy over proposals (shipped weights by default; "
+            "proposal:dense the shipped scorer-independent ones)", _proposal,
         ),
         ComponentSpec("fake", None, False, False, "scripted test cropper (always FULL)", _fake),
     )

@@ -16,6 +16,7 @@ This package is not imported by ``import region_rerank``; it needs numpy and Pil
 Also: :mod:`region_rerank.demo.scorer` (the demo scorer, its text tower in
 :mod:`region_rerank.demo.text_tower`), :mod:`region_rerank.demo.tower`
 and :mod:`region_rerank.demo.tower_training` (its image tower and how it was trained),
+:mod:`region_rerank.demo.policy_encoder` (the ``dense:demo`` encoder of the light policy),
 :mod:`region_rerank.demo.run` (``region-rerank demo``), and ``_layout`` (scene geometry,
 private).
 """

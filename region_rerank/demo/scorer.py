@@ -35,6 +35,8 @@ class DemoScorer(BaseEmbeddingScorer):
 
     Supports the device crop path (:class:`~region_rerank.scorers.base.TensorImageScorer`).
 
+    Its :attr:`name` is ``demo``, or ``demo:WEIGHTS`` with other weights.
+
     Args:
         weights: Image-tower safetensors (the shipped, checksum-verified file by default).
         model_options: :class:`~region_rerank.model_options.ModelOptions`; only the device
@@ -60,6 +62,8 @@ class DemoScorer(BaseEmbeddingScorer):
             raise ConfigError(f"DemoScorer runs in float32; got model_options.dtype={opts.dtype!r}")
         self._device = resolve_device(opts.device)
         self.batch_size = batch_size
+        if weights is not None:  # another tower is another scorer (evaluation fingerprints)
+            self.name = f"demo:{weights}"
         self.candidate_config = candidate_config or CandidateEmbeddingConfig()
 
         # Channels-last convolutions: ~1.8x faster on CPU (oneDNN), same results to 1e-6.

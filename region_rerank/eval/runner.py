@@ -255,6 +255,12 @@ def _check_methods(methods: Mapping[str, Any]) -> dict[str, Any]:
     return specs
 
 
+def _identity(method: Any) -> str | None:
+    """A digest of a method's learned weights (``weights_digest()``), else ``None``."""
+    digest = getattr(method, "weights_digest", None)
+    return str(digest()) if callable(digest) else None
+
+
 def _make_methods(
     specs: Mapping[str, Any], scorer: Any, cfg: Any, cache: Any, out: Path, known: set[str]
 ) -> list[_Method]:
@@ -407,6 +413,9 @@ def run_eval(
         "scorer": str(getattr(scorer, "name", type(scorer).__name__)),
         "methods": sorted(specs),
     }
+    identities = {n: d for n, d in ((n, _identity(m)) for n, m in specs.items()) if d}
+    if identities:  # learned croppers: retrained weights under the same name are another run
+        fingerprint["weights"] = identities
     if retrieve is not None:
         fingerprint["retrieve"] = [retrieve, pool_k]
     _check_fingerprint(out, fingerprint, resume)

@@ -155,7 +155,7 @@ def train_proposal_policy(
         The summary (also written as ``summary.json`` and stored in the weights' card).
     """
     from region_rerank.cache import EmbeddingCache
-    from region_rerank.croppers.policy_encoder import SCORER_ENCODER, build_policy_encoder
+    from region_rerank.croppers.encoder_specs import SCORER_ENCODER, build_policy_encoder
     from region_rerank.croppers.proposal import save_proposal_policy
     from region_rerank.eval.pools import kb_index
     from region_rerank.train.policy_set import (
