@@ -337,3 +337,16 @@ def test_retrained_weights_under_the_same_name_are_another_run(
     assert retrained.weights_digest() != first.weights_digest()
     with pytest.raises(ConfigError, match="different run"):
         run_eval(world, {"learned": retrained}, FakeScorer(), out, progress=False)
+
+
+def test_a_folder_from_an_older_version_is_not_resumed_silently(
+    world: EvalDataset, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    run_eval(world, {"oracle": "oracle"}, FakeScorer(), out, progress=False, limit=1)
+    saved = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**saved, "version": 1}))  # as before weights
+    with pytest.raises(ConfigError, match=r"another version of region-rerank.*--no-resume"):
+        run_eval(world, {"oracle": "oracle"}, FakeScorer(), out, progress=False)
+    run_eval(world, {"oracle": "oracle"}, FakeScorer(), out, progress=False, resume=False)
+    assert json.loads((out / "run.json").read_text())["version"] == saved["version"]

@@ -56,7 +56,7 @@ T = TypeVar("T")
 FULL = "full"
 #: The method spec that crops the ground-truth box.
 ORACLE = "oracle"
-_RUN_VERSION = 1
+_RUN_VERSION = 2
 
 
 def load_split_dataset(
@@ -142,9 +142,17 @@ def _check_fingerprint(out: Path, fingerprint: dict[str, Any], resume: bool) -> 
     records = out / "records"
     if resume and run_file.is_file():
         try:
-            old = json.loads(run_file.read_text(encoding="utf-8")).get("fingerprint")
+            saved = json.loads(run_file.read_text(encoding="utf-8"))
+            old, version = saved.get("fingerprint"), saved.get("version")
         except (json.JSONDecodeError, AttributeError):
-            old = None
+            old, version = None, None
+        if version != _RUN_VERSION:
+            raise ConfigError(
+                f"{out} was written by another version of region-rerank (run format "
+                f"{version}, this one writes {_RUN_VERSION}: learned croppers' weights are now "
+                "part of a run), so its records cannot be checked against this run; use "
+                "another output folder or resume=False (--no-resume) to start over"
+            )
         if old != fingerprint:
             raise ConfigError(
                 f"{out} holds a different run ({old}) than this one ({fingerprint}); use "
