@@ -1,6 +1,6 @@
 """What the light policy reads: the features of each action's view and of the question.
 
-Two kinds of encoder, named by the spec recorded in a policy's weights
+Encoders are named by the spec recorded in a policy's weights
 (:attr:`~region_rerank.croppers.proposal_net.PolicyArch.encoder`; specs are built by
 :func:`region_rerank.croppers.encoder_specs.build_policy_encoder`):
 
@@ -12,7 +12,6 @@ Two kinds of encoder, named by the spec recorded in a policy's weights
   feature map; every proposal box is pooled from it (RoI-align) and projected. The
   question goes through :class:`StaticWordEncoder`, a memoised bag of word vectors. Its
   cost is the same whatever the scorer, so one trained policy decides for any scorer.
-
 * ``dense:clip:MODEL`` -- :class:`ClipDenseEncoder`: the same idea on real images, with a
   CLIP vision tower's patch grid (one forward, RoI-pooled) and CLIP's text tower.
 
