@@ -36,7 +36,11 @@ class Bench:
     def __init__(self, settings: SpeedSettings) -> None:
         from region_rerank.croppers.baselines import CenterCropper, RandomCropper
         from region_rerank.croppers.full import FullImageCropper
-        from region_rerank.croppers.proposal import DENSE_WEIGHTS_PATH, ProposalPolicyCropper
+        from region_rerank.croppers.proposal import (
+            DENSE_WEIGHTS_PATH,
+            OBJECTS_WEIGHTS_PATH,
+            ProposalPolicyCropper,
+        )
         from region_rerank.croppers.text_match import TextMatchCropper
         from region_rerank.demo.scorer import DemoScorer
         from region_rerank.model_options import ModelOptions
@@ -45,6 +49,7 @@ class Bench:
         self.scorer = DemoScorer(model_options=ModelOptions(device="cpu"))
         self.proposal = ProposalPolicyCropper(self.scorer)
         self.dense = ProposalPolicyCropper(self.scorer, DENSE_WEIGHTS_PATH)
+        self.objects = ProposalPolicyCropper(self.scorer, OBJECTS_WEIGHTS_PATH)
         self.croppers: dict[str, Any] = {
             "full": FullImageCropper(),
             "center": CenterCropper(),
@@ -52,6 +57,7 @@ class Bench:
             "text_match": TextMatchCropper(self.scorer),
             "proposal": self.proposal,
             "proposal_dense": self.dense,
+            "proposal_objects": self.objects,
         }
         n_queries = max(settings.batch_queries, 4)
         self.world: Workload = make_workload(n_queries, max(settings.pool_sizes[1], 100))
@@ -74,7 +80,7 @@ class Bench:
             "light_cropper": "proposal (shipped weights, the scorer's view embeddings)",
             "light_cropper_params": _params(self.proposal.net),
             "dense_cropper": f"proposal_dense (shipped dense weights: {self.dense.encoder.card()})",
-            "light_cropper_actions": 1 + len(self.proposal._boxes(_blank(self.world), "")),
+            "light_cropper_actions": 1 + len(self.proposal._boxes(_blank(self.world), "")[0]),
             "query_canvas": list(self.world.canvas),
         }
 
@@ -281,7 +287,7 @@ def _cropper_figure(b: Bench) -> dict[str, Any]:
         "dense_cropper_cost_ratio": ratio["proposal_dense"],
         "light_cropper_gflops": {
             name: _decision_flops(b.croppers[name], query) / 1e9
-            for name in ("proposal", "proposal_dense")
+            for name in ("proposal", "proposal_dense", "proposal_objects")
         },
         f"cropper_cost_k{large}_over_k{small}": growth,
         "light_cropper_s": wall,

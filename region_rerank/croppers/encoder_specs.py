@@ -1,9 +1,11 @@
-"""The light policy's encoder specs: what ``PolicyArch.encoder`` names, built into a
-:class:`~region_rerank.croppers.policy_encoder.PolicyEncoder`.
+"""The light policy's encoder and detector specs: what ``PolicyArch.encoder`` names, built
+into a :class:`~region_rerank.croppers.policy_encoder.PolicyEncoder`, and what
+``PolicyArch.detector`` names (extra proposal boxes).
 
-``scorer`` (the re-ranking scorer's own view embeddings), ``dense:demo`` (the demo world's
-fixed encoder; this is the one core module, with the scorer registry, allowed to import the
-demo package, lazily, when that spec is built), ``dense:clip:MODEL`` and any scorer spec.
+Encoders: ``scorer`` (the re-ranking scorer's own view embeddings), ``dense:demo`` (the
+demo world's fixed encoder), ``dense:clip:MODEL`` and any scorer spec. Detectors: ``demo``
+(the demo world's object detector). This is the one core module, with the scorer registry,
+allowed to import the demo package, lazily, when a ``demo`` spec is built.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from region_rerank.errors import ConfigError
 if TYPE_CHECKING:
     from region_rerank.model_options import ModelOptions
 
-__all__ = ["SCORER_ENCODER", "DENSE_DEMO", "build_policy_encoder"]
+__all__ = [
+    "SCORER_ENCODER",
+    "DENSE_DEMO",
+    "DEMO_DETECTOR",
+    "build_policy_encoder",
+    "build_proposal_detector",
+]
 
 #: The encoder spec meaning "the re-ranking scorer's own view embeddings".
 SCORER_ENCODER = "scorer"
@@ -73,3 +81,33 @@ def build_policy_encoder(
             f"unknown dense policy encoder {spec!r}; available: {DENSE_DEMO!r}, 'dense:clip:MODEL'"
         )
     return ViewEncoder(build_scorer(spec, model_options=model_options), spec, batch_size=batch_size)
+
+
+#: The proposal-detector spec of the demo world's class-agnostic object detector.
+DEMO_DETECTOR = "demo"
+
+
+def build_proposal_detector(spec: str, *, model_options: ModelOptions | None = None) -> Any:
+    """The proposal detector named by ``PolicyArch.detector``: ``""`` (none) or ``demo``
+    (:class:`~region_rerank.demo.detector.DemoBoxDetector`, the demo world's
+    class-agnostic object detector). A policy trained with a detector of your own is
+    given that detector through ``ProposalPolicyCropper(detector=...)``.
+
+    Raises:
+        ConfigError: An unknown spec.
+    """
+    from region_rerank.model_options import model_options_or_default
+
+    if not spec:
+        return None
+    if spec == DEMO_DETECTOR:
+        from region_rerank.demo.detector import DemoBoxDetector
+        from region_rerank.device import resolve_device
+
+        return DemoBoxDetector(
+            device=resolve_device(model_options_or_default(model_options).device)
+        )
+    raise ConfigError(
+        f"unknown proposal detector {spec!r}; built in: {DEMO_DETECTOR!r}; pass your own "
+        "detector as ProposalPolicyCropper(detector=...)"
+    )

@@ -431,18 +431,22 @@ def _pool(fmap: torch.Tensor, rois: list[list[float]], bins: int, scale: float) 
     return pooled.mean((2, 3))
 
 
-def check_encoder_card(recorded: dict[str, Any] | None, encoder: PolicyEncoder) -> None:
-    """Raise when ``encoder`` is not the one a policy was trained with.
+def check_encoder_card(
+    recorded: dict[str, Any] | None, encoder: Any, what: str = "policy encoder"
+) -> None:
+    """Raise when ``encoder`` (or a proposal detector: anything with ``card()``) is not
+    the one a policy was trained with.
 
     Args:
         recorded: The card saved with the weights (``None``: weights without one, from
             before cards; nothing to compare).
         encoder: The encoder about to feed the policy.
+        what: What it is, for the message.
 
     Raises:
         ConfigError: Naming every field that differs.
     """
-    if not recorded:
+    if not recorded or not hasattr(encoder, "card"):
         return
     actual = encoder.card()
     diff = {
@@ -452,4 +456,4 @@ def check_encoder_card(recorded: dict[str, Any] | None, encoder: PolicyEncoder) 
     }
     if diff:
         detail = "; ".join(f"{k}: trained with {a!r}, got {b!r}" for k, (a, b) in diff.items())
-        raise ConfigError(f"incompatible policy encoder ({detail})")
+        raise ConfigError(f"incompatible {what} ({detail})")

@@ -35,15 +35,23 @@ from typing import TYPE_CHECKING, Any
 from region_rerank._validate import check_range
 from region_rerank.boxes import clamp_box
 from region_rerank.croppers.base import BaseCropper
-from region_rerank.croppers.encoder_specs import SCORER_ENCODER, build_policy_encoder
+from region_rerank.croppers.encoder_specs import (
+    SCORER_ENCODER,
+    build_policy_encoder,
+    build_proposal_detector,
+)
 from region_rerank.croppers.policy_encoder import PolicyEncoder, check_encoder_card
 from region_rerank.croppers.proposal_net import (
     DENSE_WEIGHTS_PATH,
     GEOMETRY_DIM,
+    OBJECTS_WEIGHTS_PATH,
+    SHIPPED_WEIGHTS,
     WEIGHTS_PATH,
     PolicyArch,
     box_geometry,
     build_policy_net,
+    detector_geometry,
+    geometry_dim,
     load_proposal_policy,
     resolve_policy_weights,
     save_proposal_policy,
@@ -60,6 +68,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DENSE_WEIGHTS_PATH",
+    "OBJECTS_WEIGHTS_PATH",
+    "SHIPPED_WEIGHTS",
     "GEOMETRY_DIM",
     "WEIGHTS_PATH",
     "PolicyArch",
@@ -135,7 +145,9 @@ class ProposalPolicyCropper(BaseCropper):
         weights: A safetensors file (the shipped weights by default), or a ``(net, arch)``
             pair already in memory (used by the trainer).
         config: :class:`ProposalPolicyConfig`.
-        detector: Optional ``(image, question) -> boxes`` adding proposals (pixels).
+        detector: Optional ``(image, question) -> boxes`` adding proposals (pixels); by
+            default the one the weights name (``arch.detector``), if any. A policy trained
+            with a detector should be given one: without it, it sees only the grid.
         verify: Check the weights' SHA-256 checksum.
         model_options: For a scorer built from the weights' spec
             (:class:`~region_rerank.model_options.ModelOptions`; the policy network itself is
@@ -203,6 +215,9 @@ class ProposalPolicyCropper(BaseCropper):
         self.encoder: PolicyEncoder = encoder
         self.scorer = scorer
         self.image_options = image_options
+        if detector is None and self.arch.detector:
+            detector = build_proposal_detector(self.arch.detector, model_options=model_options)
+            check_encoder_card(self.meta.get("detector"), detector, "proposal detector")
         self.detector = detector
 
     @property
@@ -273,15 +288,18 @@ class ProposalPolicyCropper(BaseCropper):
         state["net"] = net.eval()
         self.__dict__.update(state)
 
-    def _boxes(self, image: Image.Image, question: str) -> list[Box]:
+    def _boxes(self, image: Image.Image, question: str) -> tuple[list[Box], int]:
+        """The grid proposals then the detector's boxes (clamped to the image), and how
+        many of them come from the grid."""
         boxes = grid_proposals(image.size, self.arch.scales, self.arch.overlap)
+        n_grid = len(boxes)
         if self.detector is not None and self.config.max_detector_boxes:
             extra = list(self.detector(image, question))[: self.config.max_detector_boxes]
             for b in extra:
                 clamped = clamp_box(b.as_tuple() if isinstance(b, Box) else b, image.size)
                 if clamped is not None:
                     boxes.append(clamped)
-        return boxes
+        return boxes, n_grid
 
     def policy_inputs(self, queries: Sequence[Query]) -> PolicyInputs:
         """Embed every view and the questions and build the padded policy inputs (the
@@ -289,18 +307,25 @@ class ProposalPolicyCropper(BaseCropper):
         import torch
 
         images = [load_image(q.image, self.image_options) for q in queries]
-        boxes = [self._boxes(img, q.question) for img, q in zip(images, queries)]
+        found = [self._boxes(img, q.question) for img, q in zip(images, queries)]
+        boxes = [b for b, _ in found]
         views = [[None, *b] for b in boxes]
         emb = self.encoder.encode_views(images, views)
         question = self.encoder.encode_questions([q.question for q in queries])
         n_act = max(len(v) for v in views)
         dim = question.shape[-1]
         view_t = torch.zeros(len(queries), n_act, dim)
-        geo_t = torch.zeros(len(queries), n_act, GEOMETRY_DIM)
+        geo_t = torch.zeros(len(queries), n_act, geometry_dim(self.arch))
         mask = torch.zeros(len(queries), n_act, dtype=torch.bool)
         for i, (img, v, e) in enumerate(zip(images, views, emb)):
             view_t[i, : len(v)] = e.float().cpu()
-            geo_t[i, : len(v)] = torch.tensor([box_geometry(b, img.size) for b in v])
+            rows = [box_geometry(b, img.size) for b in v]
+            geo_t[i, : len(v), :GEOMETRY_DIM] = torch.tensor(rows)
+            first = 1 + found[i][1]  # FULL, then the grid, then the detector's boxes
+            if self.arch.detector and len(v) > first:
+                geo_t[i, first : len(v), GEOMETRY_DIM:] = torch.tensor(
+                    detector_geometry(rows[first:])
+                )
             mask[i, : len(v)] = True
         return PolicyInputs(question, view_t, geo_t, mask, boxes, [img.size for img in images])
 

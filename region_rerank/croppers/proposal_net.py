@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_range
-from region_rerank.checksums import sha256_of
+from region_rerank.checksums import checked_metadata, sha256_of
 from region_rerank.errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -31,8 +31,13 @@ __all__ = [
     "WEIGHTS_NAME",
     "WEIGHTS_PATH",
     "DENSE_WEIGHTS_PATH",
+    "OBJECTS_WEIGHTS_PATH",
+    "SHIPPED_WEIGHTS",
     "PolicyArch",
     "build_policy_net",
+    "geometry_dim",
+    "detector_geometry",
+    "DETECTOR_GEOMETRY_DIM",
     "box_geometry",
     "save_proposal_policy",
     "load_proposal_policy",
@@ -48,7 +53,15 @@ WEIGHTS_PATH = (
 )
 #: The shipped scorer-independent policy (``dense:demo`` encoder).
 DENSE_WEIGHTS_PATH = WEIGHTS_PATH.with_name("proposal_policy_dense.safetensors")
+#: The shipped policy whose proposals include the demo detector's object boxes.
+OBJECTS_WEIGHTS_PATH = WEIGHTS_PATH.with_name("proposal_policy_objects.safetensors")
+#: Shipped weights by their ``proposal:NAME`` spec argument.
+SHIPPED_WEIGHTS = {"dense": DENSE_WEIGHTS_PATH, "objects": OBJECTS_WEIGHTS_PATH}
 GEOMETRY_DIM = 16
+#: Extra geometry features of a policy with a detector: the detector-box flag, then each
+#: detector box's rank among the image's detector boxes by centre x, centre y, area and
+#: distance to each corner (0 = lowest, 1 = highest; zeros on FULL and grid boxes).
+DETECTOR_GEOMETRY_DIM = 8
 _CONTEXT_DIM = 6
 
 
@@ -71,6 +84,10 @@ class PolicyArch:
         question_words: The encoder gives the question as word vectors (``B x T x D``,
             zero-padded), pooled by a learned attention over the words; otherwise one
             vector per question.
+        detector: Spec of a detector whose boxes join the grid proposals (``""``: none;
+            ``demo``: the demo world's object detector); every action then carries
+            :data:`DETECTOR_GEOMETRY_DIM` more geometry features
+            (:func:`detector_geometry`).
     """
 
     dim: int = 384
@@ -81,6 +98,7 @@ class PolicyArch:
     scorer: str = "demo"
     encoder: str = "scorer"
     question_words: bool = False
+    detector: str = ""
 
     def __post_init__(self) -> None:
         check_range("dim", self.dim, 1)
@@ -92,6 +110,8 @@ class PolicyArch:
         for s in self.scales:
             check_range("scales", s, 0.0, 1.0, low_inclusive=False)
         check_range("overlap", self.overlap, 0.0, 0.9)
+        if not isinstance(self.detector, str):
+            raise ConfigError(f"detector must be a spec string, got {self.detector!r}")
 
 
 def box_geometry(box: Box | None, image_size: tuple[int, int]) -> list[float]:
@@ -199,11 +219,32 @@ def _net_class() -> type:
     return ProposalPolicyNet
 
 
+def geometry_dim(arch: PolicyArch) -> int:
+    """Geometry features per action: :data:`GEOMETRY_DIM`, plus
+    :data:`DETECTOR_GEOMETRY_DIM` when the policy has a detector."""
+    return GEOMETRY_DIM + (DETECTOR_GEOMETRY_DIM if arch.detector else 0)
+
+
+def detector_geometry(geometry: list[list[float]]) -> list[list[float]]:
+    """The :data:`DETECTOR_GEOMETRY_DIM` features of each detector box, from their
+    :func:`box_geometry` rows: a flag (1), then its rank fraction among the detector boxes
+    by centre x, centre y, area and distance to each of the four corners, so "the
+    rightmost", "the smallest" or "the one nearest the top-left corner" is one feature."""
+    columns = (4, 5, 8, 12, 13, 14, 15)  # cx, cy, area, distances to the four corners
+    n = len(geometry)
+    out = [[1.0] for _ in geometry]
+    for c in columns:
+        values = [row[c] for row in geometry]
+        for i, v in enumerate(values):
+            out[i].append(sum(u < v for u in values) / max(1, n - 1))
+    return out
+
+
 def build_policy_net(arch: PolicyArch | None = None) -> torch.nn.Module:
     """A fresh policy network for ``arch`` (uniform over the actions until trained)."""
     a = arch or PolicyArch()
     net: torch.nn.Module = _net_class()(
-        a.dim, a.hidden, a.heads, GEOMETRY_DIM, _CONTEXT_DIM, a.question_words
+        a.dim, a.hidden, a.heads, geometry_dim(a), _CONTEXT_DIM, a.question_words
     )
     return net
 
@@ -237,26 +278,11 @@ def load_proposal_policy(
     Raises:
         ConfigError: Missing weights or checksum, or a checksum mismatch.
     """
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     p = Path(path) if path is not None else WEIGHTS_PATH
-    if not p.is_file():
-        raise ConfigError(
-            f"proposal-policy weights not found at {str(p)!r}; train them with "
-            "`region-rerank train proposal`"
-        )
-    if verify:
-        checksum = p.with_suffix(".sha256")
-        if not checksum.is_file():
-            raise ConfigError(f"checksum file {str(checksum)!r} is missing")
-        expected, actual = checksum.read_text().strip(), sha256_of(p)
-        if actual != expected:
-            raise ConfigError(
-                f"checksum mismatch for {str(p)!r}: expected {expected}, got {actual}"
-            )
-    with safe_open(str(p), framework="pt") as fh:
-        raw = fh.metadata() or {}
+    hint = "`region-rerank train proposal`"
+    raw = checked_metadata(p, "proposal-policy weights", hint, verify)
     meta = {k: json.loads(v) for k, v in raw.items()}
     arch_d = meta.pop("arch", {})
     arch = PolicyArch(**{**arch_d, "scales": tuple(arch_d.get("scales", PolicyArch.scales))})

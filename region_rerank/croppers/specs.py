@@ -71,9 +71,9 @@ def _text_match(a: BuildArgs) -> Any:
 
 
 def _proposal(a: BuildArgs) -> Any:
-    from region_rerank.croppers.proposal import DENSE_WEIGHTS_PATH, ProposalPolicyCropper
+    from region_rerank.croppers.proposal import SHIPPED_WEIGHTS, ProposalPolicyCropper
 
-    weights = DENSE_WEIGHTS_PATH if a.arg == "dense" else a.arg
+    weights = SHIPPED_WEIGHTS.get(a.arg or "", a.arg)
     return ProposalPolicyCropper(
         a.scorer, weights, model_options=a.model_options, image_options=a.image_options
     )
@@ -115,7 +115,8 @@ CROPPERS: dict[str, ComponentSpec] = {
         ComponentSpec(
             "proposal", "WEIGHTS", False, True,
             "the light learned policy over proposals (shipped weights by default; "
-            "proposal:dense the shipped scorer-independent ones)", _proposal,
+            "proposal:dense the shipped scorer-independent ones, proposal:objects the ones "
+            "with the demo detector's object boxes)", _proposal,
         ),
         ComponentSpec("fake", None, False, False, "scripted test cropper (always FULL)", _fake),
     )
@@ -145,7 +146,7 @@ def build_cropper(
         image_options: How the cropper decodes query images (defaults when ``None``).
         scorer: The bi-encoder used by the croppers that need one (``text_match``,
             ``proposal``; the latter builds the scorer its weights were trained with
-            when none is given).
+            when none is given), or its spec (``"demo"``, ``"clip:MODEL"``...).
         threshold: Detector score threshold (``grounding``) or similarity margin
             (``text_match``); the cropper's default when ``None``.
 
@@ -155,6 +156,10 @@ def build_cropper(
     """
     entry, arg = lookup(CROPPERS, spec, "cropper")
     options = model_options_or_default(model_options)
+    if isinstance(scorer, str):
+        from region_rerank.scorers.specs import build_scorer
+
+        scorer = build_scorer(scorer, model_options=options)
     return entry.build(
         BuildArgs(
             arg,

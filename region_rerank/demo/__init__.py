@@ -17,6 +17,8 @@ Also: :mod:`region_rerank.demo.scorer` (the demo scorer, its text tower in
 :mod:`region_rerank.demo.text_tower`), :mod:`region_rerank.demo.tower`
 and :mod:`region_rerank.demo.tower_training` (its image tower and how it was trained),
 :mod:`region_rerank.demo.policy_encoder` (the ``dense:demo`` encoder of the light policy),
+:mod:`region_rerank.demo.detector` and :mod:`region_rerank.demo.detector_training` (the
+class-agnostic object detector whose boxes the light policy can add to its proposals),
 :mod:`region_rerank.demo.run` (``region-rerank demo``), and ``_layout`` (scene geometry,
 private).
 """

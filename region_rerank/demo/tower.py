@@ -11,8 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from region_rerank.checksums import sha256_of
-from region_rerank.errors import ConfigError
+from region_rerank.checksums import checked_metadata, sha256_of
 
 if TYPE_CHECKING:
     import torch
@@ -91,27 +90,11 @@ def load_image_tower(path: str | Path | None = None, *, verify: bool = True) -> 
     Raises:
         ConfigError: Missing weights, or a checksum mismatch (corrupted / tampered file).
     """
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(path) if path is not None else WEIGHTS_PATH
-    if not path.is_file():
-        raise ConfigError(
-            f"demo image-tower weights not found at {str(path)!r}; train them with "
-            "`python scripts/train_demo_tower.py`"
-        )
-    checksum = path.with_suffix(".sha256")
-    if verify:
-        if not checksum.is_file():
-            raise ConfigError(f"checksum file {str(checksum)!r} is missing")
-        expected = checksum.read_text().strip()
-        actual = sha256_of(path)
-        if actual != expected:
-            raise ConfigError(
-                f"checksum mismatch for {str(path)!r}: expected {expected}, got {actual}"
-            )
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
+    hint = "`python scripts/train_demo_tower.py`"
+    meta = checked_metadata(path, "demo image-tower weights", hint, verify)
     width = json.loads(meta.get("config", "{}")).get("width", CHANNELS)
     model = build_image_tower(tuple(int(w) for w in width))
     model.load_state_dict(load_file(str(path)))

@@ -54,6 +54,12 @@ def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
         "CNN forward per image, RoI-pooled, and MiniLM word vectors), or a scorer spec "
         "(crops through that model)",
     )
+    parser.add_argument(
+        "--detector",
+        default="",
+        help="a detector whose boxes join the grid proposals: 'demo' (the demo world's "
+        "class-agnostic object detector); recorded in the weights (default: none)",
+    )
     add_model_option_args(parser, device="cpu")
     parser.add_argument(
         "--weights", help="output safetensors (default: OUT/proposal_policy.safetensors)"
@@ -138,6 +144,7 @@ def run_proposal_training(args: argparse.Namespace) -> dict[str, Any]:
         scorer=scorer,
         scorer_spec=args.scorer,
         encoder=args.encoder,
+        detector=args.detector,
         train_split=args.train_split,
         val_split=args.val_split,
         val_fraction=args.val_fraction,

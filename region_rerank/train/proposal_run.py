@@ -103,13 +103,19 @@ def _world_card(world: Path) -> dict[str, Any] | None:
     return {"seed": manifest.get("seed"), "scene": scene}
 
 
-def _default_arch(scorer: Any, scorer_spec: str | None, spec: str, encoder: Any) -> Any:
+def _default_arch(
+    scorer: Any, scorer_spec: str | None, spec: str, encoder: Any, detector: str
+) -> Any:
     """The default architecture, sized to the encoder's features, naming the scorer."""
     from region_rerank.croppers.proposal import PolicyArch
 
     name = scorer_spec or str(getattr(scorer, "name", type(scorer).__name__))
     return PolicyArch(
-        dim=encoder.dim, scorer=name, encoder=spec, question_words=encoder.question_words
+        dim=encoder.dim,
+        scorer=name,
+        encoder=spec,
+        question_words=encoder.question_words,
+        detector=detector,
     )
 
 
@@ -123,6 +129,7 @@ def train_proposal_policy(
     scorer: Any = None,
     scorer_spec: str | None = None,
     encoder: str | None = None,
+    detector: str | None = None,
     train_split: str | None = "train",
     val_split: str | None = "val",
     val_fraction: float = 0.1,
@@ -148,6 +155,8 @@ def train_proposal_policy(
         encoder: The policy's feature encoder spec
             (:func:`~region_rerank.croppers.policy_encoder.build_policy_encoder`; default
             ``arch.encoder``, else ``scorer``); its card is saved with the weights.
+        detector: The proposal detector spec (``demo``; default ``arch.detector``, else
+            none), recorded in the weights.
         train_split, val_split, val_fraction: See :func:`training_splits`.
         progress: Show progress bars while embedding.
 
@@ -176,7 +185,9 @@ def train_proposal_policy(
     feature_encoder = build_policy_encoder(
         spec, scorer, question_words=arch.question_words if arch is not None else True
     )
-    arch = arch or _default_arch(scorer, scorer_spec, spec, feature_encoder)
+    if arch is not None and detector is not None and arch.detector != detector:
+        raise ConfigError(f"detector={detector!r} but arch.detector={arch.detector!r}")
+    arch = arch or _default_arch(scorer, scorer_spec, spec, feature_encoder, detector or "")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -236,6 +247,10 @@ def train_proposal_policy(
     }
     target = Path(weights_out) if weights_out else out / "proposal_policy.safetensors"
     meta = {"training": summary, "encoder": feature_encoder.card()}
+    if arch.detector:
+        from region_rerank.croppers.encoder_specs import build_proposal_detector
+
+        meta["detector"] = build_proposal_detector(arch.detector).card()
     summary["sha256"] = save_proposal_policy(result.net, arch, target, meta)
     summary["weights"] = str(target)
     plot_reward_curve(
