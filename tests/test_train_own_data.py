@@ -76,3 +76,27 @@ def test_from_pretrained_errors_are_typed(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="hub repository 'someone/no-such-policy'"):
         ProposalPolicyCropper.from_pretrained("someone/no-such-policy")
+
+
+def test_cached_training_sets_are_reused_only_for_the_same_source(
+    data: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from region_rerank.train.policy_set import cached_training_set, load_training_set
+
+    out = tmp_path / "policy"
+    common = ["--out", str(out), "--scorer", "fake", "--epochs", "1", "--val-fraction", "0.25"]
+    assert main(["train", "proposal", "--data", str(data), *common]) == 0
+    cache = out / "train_set.pt"
+    arch = load_training_set(cache).arch
+    source = torch.load(cache, weights_only=True)["source"]
+    assert source["data"] == str(data.resolve()) and source["features"] >= 2
+    mine = {k: v for k, v in source.items() if k != "features"}
+    assert cached_training_set(cache, arch, mine) is not None
+    assert cached_training_set(cache, arch, {**mine, "queries": "another world"}) is None
+    other = tmp_path / "other"  # same query ids, other scenes
+    make_world(other, seed=6, n_train=40, n_val=0, n_test=0, n_entities=40, kb_images=1)
+    assert main(["train", "proposal", "--data", str(other), *common]) == 0
+    rebuilt = torch.load(cache, weights_only=True)["source"]
+    assert rebuilt["data"] == str(other.resolve()) and rebuilt["queries"] != source["queries"]

@@ -10,6 +10,7 @@ full-image pool misses the positive.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,11 +39,17 @@ if TYPE_CHECKING:
 __all__ = [
     "PolicyTrainingSet",
     "build_policy_training_set",
+    "FEATURES_VERSION",
+    "cached_training_set",
     "save_training_set",
     "load_training_set",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Version of the features a training set holds; bumped when they change (2: detector
+#: boxes' flag and rank features), so older caches are rebuilt, not reused.
+FEATURES_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -315,12 +322,16 @@ def _scorer_views(
     return [e.float().cpu() for e in embed_views(scorer, images, views, batch_size=batch_size)]
 
 
-def save_training_set(ts: PolicyTrainingSet, path: str | Any) -> None:
-    """Write ``ts`` with ``torch.save`` (a cache for repeated training runs)."""
+def save_training_set(
+    ts: PolicyTrainingSet, path: str | Any, source: dict[str, Any] | None = None
+) -> None:
+    """Write ``ts`` with ``torch.save`` (a cache for repeated training runs); ``source``
+    describes what it was built from (see :func:`cached_training_set`)."""
     import torch
 
     torch.save(
         {
+            "source": None if source is None else {**source, "features": FEATURES_VERSION},
             "query_ids": ts.query_ids,
             "question_types": ts.question_types,
             "tensors": {
@@ -342,6 +353,25 @@ def save_training_set(ts: PolicyTrainingSet, path: str | Any) -> None:
         },
         str(path),
     )
+
+
+def cached_training_set(
+    path: str | Any, arch: PolicyArch, source: dict[str, Any]
+) -> PolicyTrainingSet | None:
+    """The set cached at ``path`` if it was built for ``arch`` from ``source`` (data, split,
+    queries, encoder card, feature version...), else ``None`` (rebuild it): a cache written
+    from other data, by another encoder or by another version of the features is never
+    reused."""
+    import torch
+
+    if not os.path.isfile(str(path)):
+        return None
+    raw = torch.load(str(path), weights_only=True)
+    if raw.get("source") != {**source, "features": FEATURES_VERSION}:
+        logger.info("%s was built from other data or features; rebuilding it", path)
+        return None
+    ts = load_training_set(path)
+    return ts if ts.arch == arch else None
 
 
 def load_training_set(path: str | Any) -> PolicyTrainingSet:

@@ -103,6 +103,21 @@ def _world_card(world: Path) -> dict[str, Any] | None:
     return {"seed": manifest.get("seed"), "scene": scene}
 
 
+def _set_source(data: str | Path, dataset: Any, encoder: Any, scorer: str) -> dict[str, Any]:
+    """What a cached training set is built from: the data folder, a digest of its queries
+    (ids, questions, images, positives: another world with the same ids differs), the
+    encoder's card and the scorer."""
+    digest = hashlib.sha256()
+    for q in dataset.queries:
+        digest.update(repr((q.id, q.question, str(q.image), tuple(q.positives))).encode())
+    return {
+        "data": str(Path(data).resolve()),
+        "queries": digest.hexdigest(),
+        "encoder": encoder.card(),
+        "scorer": scorer,
+    }
+
+
 def _default_arch(
     scorer: Any, scorer_spec: str | None, spec: str, encoder: Any, detector: str
 ) -> Any:
@@ -169,7 +184,7 @@ def train_proposal_policy(
     from region_rerank.eval.pools import kb_index
     from region_rerank.train.policy_set import (
         build_policy_training_set,
-        load_training_set,
+        cached_training_set,
         save_training_set,
     )
 
@@ -198,11 +213,11 @@ def train_proposal_policy(
     index = None
     for split, dataset in zip(("train", "val"), datasets):
         path = out / (f"{split}_set_index.pt" if retrieval else f"{split}_set.pt")
-        if path.is_file():
-            ts = load_training_set(path)
-            if ts.arch == arch:
-                sets[split] = ts
-                continue
+        source = _set_source(data, dataset, feature_encoder, arch.scorer)
+        cached = cached_training_set(path, arch, source)
+        if cached is not None:
+            sets[split] = cached
+            continue
         if retrieval and index is None:
             index = kb_index(dataset, scorer, cache=cache, progress=progress)
         ts = build_policy_training_set(
@@ -214,7 +229,7 @@ def train_proposal_policy(
             index=index,
             encoder=feature_encoder,
         )
-        save_training_set(ts, path)
+        save_training_set(ts, path, source)
         sets[split] = ts
     feature_seconds = time.perf_counter() - t0
     result = train_policy(sets["train"], sets["val"], cfg)
