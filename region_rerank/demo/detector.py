@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_range
 from region_rerank.boxes import clamp_box
-from region_rerank.checksums import checked_metadata, sha256_of
+from region_rerank.checksums import checked_metadata
 from region_rerank.errors import ConfigError
 from region_rerank.types import Box
 
@@ -190,7 +190,7 @@ class DemoBoxDetector:
         self.min_score = min_score
         self.device = device
         self.net = load_detector_net(self.path).to(device)
-        self.sha256 = sha256_of(self.path)
+        self.sha256 = self.path.with_suffix(".sha256").read_text().strip()  # verified on load
 
     def card(self) -> dict[str, Any]:
         """What a policy trained with this detector records: kind, weights checksum and

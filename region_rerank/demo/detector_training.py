@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from region_rerank._validate import check_range
+from region_rerank.boxes import iou
 from region_rerank.demo.detector import (
     DETECTOR_INPUT,
     STRIDE,
@@ -24,6 +25,7 @@ from region_rerank.demo.detector import (
     to_input,
 )
 from region_rerank.progress import progress_bar
+from region_rerank.types import Box
 
 if TYPE_CHECKING:
     import torch
@@ -142,14 +144,6 @@ def _loss(out: tuple[torch.Tensor, ...], tgt: dict[str, torch.Tensor], rows: tor
     return focal.sum() / n_obj + l_size + l_off
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def detector_recall(
     detect: Any, scenes: list[SceneQuery], thresholds: tuple[float, ...] = (0.5, 0.7)
 ) -> dict[str, float]:
@@ -161,12 +155,10 @@ def detector_recall(
     for thr in thresholds:
         hit_obj = n_obj = hit_tgt = 0
         for scene, boxes in zip(scenes, found):
-            tuples = [(b.x1, b.y1, b.x2, b.y2) for b in boxes]
             for obj in scene.objects:
-                ok = any(_iou(tuple(map(float, obj.box)), b) >= thr for b in tuples)
-                hit_obj += ok
+                hit_obj += any(iou(Box(*obj.box), b) >= thr for b in boxes)
                 n_obj += 1
-            hit_tgt += any(_iou(tuple(map(float, scene.box)), b) >= thr for b in tuples)
+            hit_tgt += any(iou(Box(*scene.box), b) >= thr for b in boxes)
         res[f"object_recall@{thr}"] = hit_obj / max(1, n_obj)
         res[f"target_recall@{thr}"] = hit_tgt / max(1, len(scenes))
     return res
