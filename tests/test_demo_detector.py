@@ -157,6 +157,7 @@ def test_train_proposal_with_the_demo_detector_records_and_rebuilds_it(
 ) -> None:
     from region_rerank.cli import main
     from region_rerank.demo.world import make_world
+    from region_rerank.train.policy_set import cached_training_set
 
     data = tmp_path / "data"
     make_world(data, seed=5, n_train=24, n_val=0, n_test=0, n_entities=40, kb_images=1)
@@ -169,6 +170,14 @@ def test_train_proposal_with_the_demo_detector_records_and_rebuilds_it(
     assert (
         cropper.net.geo[0].in_features == GEOMETRY_DIM + DETECTOR_GEOMETRY_DIM + 6
     )  # + the context features
+    # the feature cache names the detector's card: other detector weights rebuild it
+    cache = out / "train_set.pt"
+    source = torch.load(cache, weights_only=True)["source"]
+    assert source["detector"] == DemoBoxDetector().card()
+    mine = {k: v for k, v in source.items() if k != "features"}
+    assert cached_training_set(cache, cropper.arch, mine) is not None
+    retrained = {**mine, "detector": {**mine["detector"], "sha256": "0" * 64}}
+    assert cached_training_set(cache, cropper.arch, retrained) is None
     capsys.readouterr()
     assert main([*args, "--detector", "owl", "--epochs", "1"]) != 0
     assert "unknown proposal detector 'owl'" in capsys.readouterr().err

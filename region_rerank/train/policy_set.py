@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from region_rerank._validate import check_range
 from region_rerank.cache import EmbeddingCache
 from region_rerank.croppers.policy_encoder import PolicyEncoder, ViewEncoder
-from region_rerank.croppers.proposal import PolicyArch, PolicyInputs
+from region_rerank.croppers.proposal import Detector, PolicyArch, PolicyInputs
 from region_rerank.errors import ConfigError
 from region_rerank.progress import progress_bar
 from region_rerank.train.data import covered_queries, pool_matrices, usable_queries, with_pools
@@ -185,6 +185,7 @@ def build_policy_training_set(
     limit: int | None = None,
     index: CandidateIndex | None = None,
     encoder: PolicyEncoder | None = None,
+    detector: Detector | None = None,
 ) -> PolicyTrainingSet:
     """Embed every action's view of every covered query and score the pools once.
 
@@ -207,6 +208,7 @@ def build_policy_training_set(
             retrieval-aware objective) and also the queries whose pool misses every
             positive, provided a positive is indexed.
         encoder: The policy's feature encoder (built from ``arch.encoder`` when ``None``).
+        detector: The proposal detector (built from ``arch.detector`` when ``None``).
 
     Raises:
         ConfigError: No usable query, or an index built with another scorer.
@@ -231,7 +233,9 @@ def build_policy_training_set(
     logger.info(
         "%d trainable queries (%d dropped: no positive to learn from)", len(queries), dropped
     )
-    cropper = ProposalPolicyCropper(scorer, (build_policy_net(arch), arch), encoder=encoder)
+    cropper = ProposalPolicyCropper(
+        scorer, (build_policy_net(arch), arch), encoder=encoder, detector=detector
+    )
     own_views = isinstance(cropper.encoder, ViewEncoder) and cropper.encoder.scorer is scorer
     scorer_dim = int(scorer.embed_texts(["a"]).shape[1])
     parts: list[dict[str, Any]] = []

@@ -103,19 +103,25 @@ def _world_card(world: Path) -> dict[str, Any] | None:
     return {"seed": manifest.get("seed"), "scene": scene}
 
 
-def _set_source(data: str | Path, dataset: Any, encoder: Any, scorer: str) -> dict[str, Any]:
+def _set_source(
+    data: str | Path, dataset: Any, encoder: Any, scorer: str, detector: Any = None
+) -> dict[str, Any]:
     """What a cached training set is built from: the data folder, a digest of its queries
     (ids, questions, images, positives: another world with the same ids differs), the
-    encoder's card and the scorer."""
+    encoder's card, the scorer and the detector's card (retrained detector weights under
+    the same spec give other boxes)."""
     digest = hashlib.sha256()
     for q in dataset.queries:
         digest.update(repr((q.id, q.question, str(q.image), tuple(q.positives))).encode())
-    return {
+    source = {
         "data": str(Path(data).resolve()),
         "queries": digest.hexdigest(),
         "encoder": encoder.card(),
         "scorer": scorer,
     }
+    if detector is not None:
+        source["detector"] = detector.card()
+    return source
 
 
 def _default_arch(
@@ -203,6 +209,11 @@ def train_proposal_policy(
     if arch is not None and detector is not None and arch.detector != detector:
         raise ConfigError(f"detector={detector!r} but arch.detector={arch.detector!r}")
     arch = arch or _default_arch(scorer, scorer_spec, spec, feature_encoder, detector or "")
+    proposal_detector = None
+    if arch.detector:  # built once: its boxes for the features, its card for the weights
+        from region_rerank.croppers.encoder_specs import build_proposal_detector
+
+        proposal_detector = build_proposal_detector(arch.detector)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -213,7 +224,7 @@ def train_proposal_policy(
     index = None
     for split, dataset in zip(("train", "val"), datasets):
         path = out / (f"{split}_set_index.pt" if retrieval else f"{split}_set.pt")
-        source = _set_source(data, dataset, feature_encoder, arch.scorer)
+        source = _set_source(data, dataset, feature_encoder, arch.scorer, proposal_detector)
         cached = cached_training_set(path, arch, source)
         if cached is not None:
             sets[split] = cached
@@ -228,6 +239,7 @@ def train_proposal_policy(
             progress=progress,
             index=index,
             encoder=feature_encoder,
+            detector=proposal_detector,
         )
         save_training_set(ts, path, source)
         sets[split] = ts
@@ -262,10 +274,8 @@ def train_proposal_policy(
     }
     target = Path(weights_out) if weights_out else out / "proposal_policy.safetensors"
     meta = {"training": summary, "encoder": feature_encoder.card()}
-    if arch.detector:
-        from region_rerank.croppers.encoder_specs import build_proposal_detector
-
-        meta["detector"] = build_proposal_detector(arch.detector).card()
+    if proposal_detector is not None:
+        meta["detector"] = proposal_detector.card()
     summary["sha256"] = save_proposal_policy(result.net, arch, target, meta)
     summary["weights"] = str(target)
     plot_reward_curve(
