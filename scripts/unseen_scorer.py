@@ -8,7 +8,7 @@ over the full image with each scorer (mean ± sd over seeds) and the share of th
 with the unseen scorer (the ratio of the means).
 
 Usage:
-    python scripts/unseen_scorer.py --seeds 100,101,102 --n-test 500 [--json PATH]
+    python scripts/unseen_scorer.py --seeds 100,101,102 --n-test 500 [--methods M] [--json PATH]
 """
 
 from __future__ import annotations
@@ -23,9 +23,14 @@ from typing import Any
 from region_rerank.bench.quality import run_quality
 from region_rerank.demo.tower_training import TowerTrainingConfig, train_image_tower
 
-#: The policies compared: the view policy reads the scorer's own embeddings, the dense one
-#: a fixed encoder.
-METHODS = ("views=proposal", "dense=proposal:dense", "oracle")
+#: The policies compared: the view policy reads the scorer's own embeddings, the dense ones
+#: a fixed encoder (dense_objects also the demo detector's boxes).
+METHODS = (
+    "views=proposal",
+    "dense=proposal:dense",
+    "dense_objects=proposal:dense-objects",
+    "oracle",
+)
 UNSEEN_TOWER = TowerTrainingConfig(seed=7, width=(24, 48, 96, 160, 224))
 
 
@@ -46,7 +51,11 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--work", default="out/unseen_scorer")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="NAME=SPEC,... (default: %(default)s)"
+    )
     args = parser.parse_args()
+    methods = [m for m in args.methods.split(",") if m]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     work = Path(args.work)
     tower = work / "unseen_tower.safetensors"
@@ -56,7 +65,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     reports = {
         scorer: run_quality(
-            seeds, n_test=args.n_test, methods=METHODS, scorer=scorer, work_dir=work / "bench"
+            seeds, n_test=args.n_test, methods=methods, scorer=scorer, work_dir=work / "bench"
         )
         for scorer in ("demo", f"demo:{tower}")
     }
@@ -70,7 +79,7 @@ def main() -> None:
     )
     print("| policy | gain, demo scorer | gain, unseen scorer | gain kept |")
     print("|---|---:|---:|---:|")
-    for name in ("views", "dense", "oracle"):
+    for name in (m.split("=")[0] for m in methods):
         a, b = _gains(seen, name), _gains(unseen, name)
         kept = statistics.mean(b) / statistics.mean(a)
         out[name] = {"gain_seen": a, "gain_unseen": b, "kept": kept}

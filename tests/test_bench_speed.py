@@ -34,11 +34,13 @@ def test_quick_run_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFix
     assert figures["tensor_crop_mean_abs_diff"] < 1e-3  # same pixels as the processor
     ratios = figures["cropper_cost_ratio"]
     croppers = {"full", "center", "random", "text_match", "proposal", "proposal_dense"}
-    assert set(ratios) == croppers | {"proposal_objects"}
+    assert set(ratios) == croppers | {"proposal_objects", "proposal_dense_objects"}
     assert figures["dense_cropper_cost_ratio"] == ratios["proposal_dense"]
     flops = figures["light_cropper_gflops"]  # one dense forward vs 62 crops through the scorer
     assert 0 < flops["proposal_dense"] < flops["proposal"] / 5
     assert flops["proposal_objects"] > flops["proposal"]  # a detector forward, more views
+    # one dense forward and one detector forward, still far below the scorer's views
+    assert flops["proposal_dense"] < flops["proposal_dense_objects"] < flops["proposal"] / 3
     assert all(math.isfinite(v) and v > 0 for v in ratios.values())
     assert set(figures["cropper_cost_k100_over_k20"]) == set(ratios)
     growth = figures["search_10x_kb"]

@@ -193,5 +193,9 @@ def test_the_shipped_objects_policy_builds_from_specs() -> None:
     assert cropper.card["training"]["train_queries"] > 0
     scene = scene_mix("detector-test", 1)[0]
     assert cropper.decide(Query(scene.image, scene.question)).image_size == scene.image.size
+    both = build_cropper("proposal:dense-objects", scorer="demo")  # fixed encoder + boxes
+    assert both.arch.encoder == "dense:demo" and isinstance(both.detector, DemoBoxDetector)
+    assert both.card["detector"] == DemoBoxDetector().card()
+    assert both.decide(Query(scene.image, scene.question)).image_size == scene.image.size
     with pytest.raises(ConfigError, match="unknown scorer 'nope'"):
         build_cropper("text_match", scorer="nope")

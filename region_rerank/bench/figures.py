@@ -37,6 +37,7 @@ class Bench:
         from region_rerank.croppers.baselines import CenterCropper, RandomCropper
         from region_rerank.croppers.full import FullImageCropper
         from region_rerank.croppers.proposal import (
+            DENSE_OBJECTS_WEIGHTS_PATH,
             DENSE_WEIGHTS_PATH,
             OBJECTS_WEIGHTS_PATH,
             ProposalPolicyCropper,
@@ -50,6 +51,7 @@ class Bench:
         self.proposal = ProposalPolicyCropper(self.scorer)
         self.dense = ProposalPolicyCropper(self.scorer, DENSE_WEIGHTS_PATH)
         self.objects = ProposalPolicyCropper(self.scorer, OBJECTS_WEIGHTS_PATH)
+        self.dense_objects = ProposalPolicyCropper(self.scorer, DENSE_OBJECTS_WEIGHTS_PATH)
         self.croppers: dict[str, Any] = {
             "full": FullImageCropper(),
             "center": CenterCropper(),
@@ -58,6 +60,7 @@ class Bench:
             "proposal": self.proposal,
             "proposal_dense": self.dense,
             "proposal_objects": self.objects,
+            "proposal_dense_objects": self.dense_objects,
         }
         n_queries = max(settings.batch_queries, 4)
         self.world: Workload = make_workload(n_queries, max(settings.pool_sizes[1], 100))
@@ -287,7 +290,7 @@ def _cropper_figure(b: Bench) -> dict[str, Any]:
         "dense_cropper_cost_ratio": ratio["proposal_dense"],
         "light_cropper_gflops": {
             name: _decision_flops(b.croppers[name], query) / 1e9
-            for name in ("proposal", "proposal_dense", "proposal_objects")
+            for name in ("proposal", "proposal_dense", "proposal_objects", "proposal_dense_objects")
         },
         f"cropper_cost_k{large}_over_k{small}": growth,
         "light_cropper_s": wall,

@@ -42,6 +42,7 @@ from region_rerank.croppers.encoder_specs import (
 )
 from region_rerank.croppers.policy_encoder import PolicyEncoder, check_encoder_card
 from region_rerank.croppers.proposal_net import (
+    DENSE_OBJECTS_WEIGHTS_PATH,
     DENSE_WEIGHTS_PATH,
     GEOMETRY_DIM,
     OBJECTS_WEIGHTS_PATH,
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DENSE_WEIGHTS_PATH",
     "OBJECTS_WEIGHTS_PATH",
+    "DENSE_OBJECTS_WEIGHTS_PATH",
     "SHIPPED_WEIGHTS",
     "GEOMETRY_DIM",
     "WEIGHTS_PATH",

@@ -32,6 +32,7 @@ __all__ = [
     "WEIGHTS_PATH",
     "DENSE_WEIGHTS_PATH",
     "OBJECTS_WEIGHTS_PATH",
+    "DENSE_OBJECTS_WEIGHTS_PATH",
     "SHIPPED_WEIGHTS",
     "PolicyArch",
     "build_policy_net",
@@ -55,8 +56,14 @@ WEIGHTS_PATH = (
 DENSE_WEIGHTS_PATH = WEIGHTS_PATH.with_name("proposal_policy_dense.safetensors")
 #: The shipped policy whose proposals include the demo detector's object boxes.
 OBJECTS_WEIGHTS_PATH = WEIGHTS_PATH.with_name("proposal_policy_objects.safetensors")
+#: The shipped scorer-independent policy with the demo detector's object boxes.
+DENSE_OBJECTS_WEIGHTS_PATH = WEIGHTS_PATH.with_name("proposal_policy_dense_objects.safetensors")
 #: Shipped weights by their ``proposal:NAME`` spec argument.
-SHIPPED_WEIGHTS = {"dense": DENSE_WEIGHTS_PATH, "objects": OBJECTS_WEIGHTS_PATH}
+SHIPPED_WEIGHTS = {
+    "dense": DENSE_WEIGHTS_PATH,
+    "objects": OBJECTS_WEIGHTS_PATH,
+    "dense-objects": DENSE_OBJECTS_WEIGHTS_PATH,
+}
 GEOMETRY_DIM = 16
 #: Extra geometry features of a policy with a detector: the detector-box flag, then each
 #: detector box's rank among the image's detector boxes by centre x, centre y, area and

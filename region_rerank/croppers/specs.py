@@ -116,7 +116,7 @@ CROPPERS: dict[str, ComponentSpec] = {
             "proposal", "WEIGHTS", False, True,
             "the light learned policy over proposals (shipped weights by default; "
             "proposal:dense the shipped scorer-independent ones, proposal:objects the ones "
-            "with the demo detector's object boxes)", _proposal,
+            "with the demo detector's object boxes, proposal:dense-objects both)", _proposal,
         ),
         ComponentSpec("fake", None, False, False, "scripted test cropper (always FULL)", _fake),
     )
