@@ -24,6 +24,7 @@ from typing import Any
 from region_rerank.bench.quality_cli import add_quality_parser
 from region_rerank.convert_cli import add_convert_parsers
 from region_rerank.errors import RegionRerankError
+from region_rerank.fusion import add_fusion_argument
 from region_rerank.index_cli import add_index_parsers
 from region_rerank.model_options import add_model_option_args, model_options_from_args
 from region_rerank.specs import usage_line
@@ -190,6 +191,7 @@ def _add_eval_parser(sub: Any) -> None:
         "pools); coverage is then per method and R@K end to end",
     )
     ev.add_argument("--k", type=int, default=20, help="pool size when pools are built (20)")
+    add_fusion_argument(ev)
 
 
 def _draw(image_path: str, decision: object, out: str) -> None:
@@ -284,6 +286,7 @@ def _eval(args: argparse.Namespace) -> int:
     from region_rerank.eval.metrics import format_markdown_table
     from region_rerank.eval.runner import ORACLE, load_eval_data, run_eval
     from region_rerank.factory import build_cropper, build_scorer, needs_scorer
+    from region_rerank.reranker import RerankerConfig
 
     specs = _method_specs(args.cropper)
     dataset = load_eval_data(args.data, args.split)
@@ -310,6 +313,7 @@ def _eval(args: argparse.Namespace) -> int:
         build_pools_if_missing=args.build_pools,
         pool_k=args.k,
         retrieve=args.retrieve,
+        reranker_config=RerankerConfig(fusion=args.fusion),
     )
     print(format_markdown_table(results), end="")
     print(f"wrote {args.out}")

@@ -14,6 +14,7 @@ Ranking is a stable sort, best first; ties keep the input order. Non-finite scor
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import replace
@@ -21,7 +22,13 @@ from dataclasses import replace
 from region_rerank.errors import ConfigError
 from region_rerank.types import Candidate, ScoredCandidate
 
-__all__ = ["FUSION_MODES", "fuse_scores", "rank_candidates", "input_order"]
+__all__ = [
+    "FUSION_MODES",
+    "fuse_scores",
+    "rank_candidates",
+    "input_order",
+    "add_fusion_argument",
+]
 
 FUSION_MODES = ("crop", "max", "mix")
 
@@ -117,3 +124,15 @@ def input_order(
 
 def _finite_or_zero(value: float | None) -> float:
     return float(value) if value is not None and math.isfinite(float(value)) else 0.0
+
+
+def add_fusion_argument(parser: argparse.ArgumentParser) -> None:
+    """``--fusion {crop,max,mix}`` (default ``crop``) for the commands that re-rank."""
+    parser.add_argument(
+        "--fusion",
+        choices=FUSION_MODES,
+        default="crop",
+        help="how the re-ranking scores use the view: crop (the paper: similarity to the "
+        "chosen view), max (max of full-image and view similarity: a crop can only help), "
+        "mix (with the retrieval score); default crop",
+    )

@@ -132,6 +132,8 @@ def test_the_command_writes_the_json(tmp_path: Path, capsys: pytest.CaptureFixtu
             "--phrasing",
             "heldout",
             "--balance-subtypes",
+            "--fusion",
+            "max",
             "--work",
             str(tmp_path / "w"),
             "--json",
@@ -141,6 +143,9 @@ def test_the_command_writes_the_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 0
     rep = json.loads(path.read_text())
     assert rep["world"] == {"phrasing": "heldout", "balance_subtypes": True}
+    assert rep["fusion"] == "max"
+    (run,) = (tmp_path / "w").glob("worlds-*/seed-3/report-fusion-max/run.json")
+    assert json.loads(run.read_text())["fingerprint"]["reranker"] == {"fusion": "max"}
     assert rep["methods"]["full"]["cond_r1_sd"] == 0.0  # one seed
     assert "| oracle |" in capsys.readouterr().out
     assert not math.isnan(rep["methods"]["oracle"]["mrr"])
@@ -150,6 +155,12 @@ def test_the_command_writes_the_json(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_bad_seeds_are_config_errors(seeds: list[Any], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="seeds"):
         run_quality(seeds, n_test=4, methods=("oracle",), work_dir=tmp_path)
+
+
+def test_a_bad_fusion_fails_before_any_world(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="fusion"):
+        run_quality([1], n_test=4, methods=("oracle",), work_dir=tmp_path, fusion="sum")
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_reserved_method_name_is_refused(tmp_path: Path) -> None:
@@ -162,5 +173,7 @@ def test_each_scorer_gets_its_own_pools_and_records() -> None:
 
     assert _report_name("demo", None) == "report"
     assert _report_name("demo", "fused") == "report-retrieve-fused"
+    assert _report_name("demo", "fused", "max") == "report-retrieve-fused-fusion-max"
+    assert _report_name("demo", None, "crop") == "report"
     other = _report_name("demo:/tmp/tower.safetensors", None)
     assert other.startswith("report-") and other != _report_name("clip", None)

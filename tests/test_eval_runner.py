@@ -170,6 +170,27 @@ def test_fingerprint_mismatch_and_no_resume(world: EvalDataset, tmp_path: Path) 
     ]
 
 
+def test_another_fusion_is_another_run(world: EvalDataset, tmp_path: Path) -> None:
+    from region_rerank import RerankerConfig
+
+    out = tmp_path / "run"
+    run_eval(world, {"oracle": "oracle"}, FakeScorer(), out, progress=False)
+    fingerprint = json.loads((out / "run.json").read_text())["fingerprint"]
+    assert "reranker" not in fingerprint  # the defaults add nothing: older folders resume
+    with pytest.raises(ConfigError, match="different run"):
+        run_eval(
+            world, {"oracle": "oracle"}, FakeScorer(), out, progress=False,
+            reranker_config=RerankerConfig(fusion="max"),
+        )  # fmt: skip
+    other = tmp_path / "max"
+    run_eval(
+        world, {"oracle": "oracle"}, FakeScorer(), other, progress=False,
+        reranker_config=RerankerConfig(fusion="max", crop_margin=0.1),
+    )  # fmt: skip
+    recorded = json.loads((other / "run.json").read_text())["fingerprint"]["reranker"]
+    assert recorded == {"fusion": "max", "crop_margin": 0.1}
+
+
 def test_outputs_and_nothing_written_elsewhere(world_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(world_dir, data)

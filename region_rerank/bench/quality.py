@@ -87,9 +87,11 @@ def _world_key(n_test: int, world: Mapping[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
-def _report_name(scorer: str, retrieve: str | None) -> str:
-    """A world's report folder: one per scorer (its pools) and first-stage mode."""
+def _report_name(scorer: str, retrieve: str | None, fusion: str = "crop") -> str:
+    """A world's report folder: one per scorer (its pools), first-stage mode and fusion."""
     name = "report" if retrieve is None else f"report-retrieve-{retrieve}"
+    if fusion != "crop":
+        name += f"-fusion-{fusion}"
     if scorer != "demo":
         name += "-" + hashlib.blake2b(scorer.encode(), digest_size=4).hexdigest()
     return name
@@ -184,6 +186,7 @@ def run_quality(
     model_options: ModelOptions | None = None,
     retrieve: str | None = None,
     progress: bool = True,
+    fusion: str = "crop",
 ) -> dict[str, Any]:
     """Generate one world per seed, evaluate ``methods`` on each, aggregate over seeds.
 
@@ -204,6 +207,8 @@ def run_quality(
             an index of the KB (see :func:`region_rerank.eval.runner.run_eval`), so
             ``coverage`` is per method and R@1 end to end.
         progress: Show progress bars.
+        fusion: How re-ranking scores use the view (``crop``, ``max``, ``mix``; see
+            :mod:`region_rerank.fusion`); each has its own report folder.
 
     Returns:
         The report (also the JSON written by the CLI): ``format``, ``seeds``, ``n_test``,
@@ -218,9 +223,11 @@ def run_quality(
     from region_rerank.demo.world import make_world
     from region_rerank.eval.runner import ORACLE, load_split_dataset, run_eval
     from region_rerank.factory import build_cropper, build_scorer
+    from region_rerank.reranker import RerankerConfig
 
     seeds = _check_seeds(seeds)
     check_range("n_test", n_test, 1)
+    rerank_config = RerankerConfig(fusion=fusion)  # a bad mode fails before any world
     world = dict(world or {})
     started = time.perf_counter()
     options = model_options or ModelOptions(device="cpu")
@@ -242,7 +249,7 @@ def run_quality(
             logger.info("seed %d: generating %d test scenes", seed, n_test)
             make_world(folder / "world", seed=seed, n_train=0, n_val=0, n_test=n_test, **world)
         dataset = load_split_dataset(folder / "world", "test")
-        report_dir = folder / _report_name(scorer, retrieve)
+        report_dir = folder / _report_name(scorer, retrieve, fusion)
         results = run_eval(
             dataset,
             croppers,
@@ -254,6 +261,7 @@ def run_quality(
             build_pools_if_missing=True,
             pool_k=pool_k,
             retrieve=retrieve,
+            reranker_config=rerank_config,
         )
         per_seed[seed] = _seed_figures(report_dir, results, dataset)
         logger.info(
@@ -269,6 +277,7 @@ def run_quality(
         "scorer": scorer,
         "pool_k": pool_k,
         "retrieve": retrieve,
+        "fusion": fusion,
         "methods": _aggregate(per_seed),
         "gap_closed": _gap_closed(per_seed),
         "seconds": round(time.perf_counter() - started, 1),

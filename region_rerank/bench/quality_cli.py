@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from region_rerank.fusion import add_fusion_argument
 from region_rerank.model_options import add_model_option_args, model_options_from_args
 from region_rerank.world_cli import add_world_arguments, world_overrides
 
@@ -53,6 +54,7 @@ def add_quality_parser(bench_sub: Any) -> None:
         help="each method retrieves its own pool with this query view (default: shared "
         "full-image pools)",
     )
+    add_fusion_argument(quality)
     add_world_arguments(quality)
     quality.set_defaults(run=_run)
 
@@ -71,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         model_options=model_options_from_args(args),
         retrieve=args.retrieve,
+        fusion=args.fusion,
     )
     print(format_quality_table(report), end="")
     if args.json:

@@ -426,6 +426,9 @@ def run_eval(
         fingerprint["weights"] = identities
     if retrieve is not None:
         fingerprint["retrieve"] = [retrieve, pool_k]
+    scoring = _scoring_settings(cfg)
+    if scoring:  # records scored another way are another run (the default adds nothing)
+        fingerprint["reranker"] = scoring
     _check_fingerprint(out, fingerprint, resume)
     selected = list(dataset.queries[:limit] if limit is not None else dataset.queries)
     known = {q.id for q in dataset.queries}
@@ -457,6 +460,17 @@ def run_eval(
     records = {m.name: m.done for m in meths}
     write_report(out, dataset.name, results, selected, records, n_examples=n_examples)
     return results
+
+
+def _scoring_settings(cfg: Any) -> dict[str, Any]:
+    """The reranker settings that change the scores and differ from the defaults."""
+    from region_rerank.reranker import RerankerConfig
+
+    default = RerankerConfig()
+    names = ["fusion", "crop_margin", "min_crop_size"]
+    if cfg.fusion == "mix":
+        names.append("mix_weight")
+    return {n: getattr(cfg, n) for n in names if getattr(cfg, n) != getattr(default, n)}
 
 
 def read_records(
