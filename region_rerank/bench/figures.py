@@ -36,12 +36,7 @@ class Bench:
     def __init__(self, settings: SpeedSettings) -> None:
         from region_rerank.croppers.baselines import CenterCropper, RandomCropper
         from region_rerank.croppers.full import FullImageCropper
-        from region_rerank.croppers.proposal import (
-            DENSE_OBJECTS_WEIGHTS_PATH,
-            DENSE_WEIGHTS_PATH,
-            OBJECTS_WEIGHTS_PATH,
-            ProposalPolicyCropper,
-        )
+        from region_rerank.croppers.proposal import SHIPPED_WEIGHTS, ProposalPolicyCropper
         from region_rerank.croppers.text_match import TextMatchCropper
         from region_rerank.demo.scorer import DemoScorer
         from region_rerank.model_options import ModelOptions
@@ -49,18 +44,18 @@ class Bench:
         self.settings = settings
         self.scorer = DemoScorer(model_options=ModelOptions(device="cpu"))
         self.proposal = ProposalPolicyCropper(self.scorer)
-        self.dense = ProposalPolicyCropper(self.scorer, DENSE_WEIGHTS_PATH)
-        self.objects = ProposalPolicyCropper(self.scorer, OBJECTS_WEIGHTS_PATH)
-        self.dense_objects = ProposalPolicyCropper(self.scorer, DENSE_OBJECTS_WEIGHTS_PATH)
+        shipped = {  # proposal_dense, proposal_objects, proposal_dense_objects
+            "proposal_" + name.replace("-", "_"): ProposalPolicyCropper(self.scorer, path)
+            for name, path in SHIPPED_WEIGHTS.items()
+        }
+        self.dense = shipped["proposal_dense"]
         self.croppers: dict[str, Any] = {
             "full": FullImageCropper(),
             "center": CenterCropper(),
             "random": RandomCropper(),
             "text_match": TextMatchCropper(self.scorer),
             "proposal": self.proposal,
-            "proposal_dense": self.dense,
-            "proposal_objects": self.objects,
-            "proposal_dense_objects": self.dense_objects,
+            **shipped,
         }
         n_queries = max(settings.batch_queries, 4)
         self.world: Workload = make_workload(n_queries, max(settings.pool_sizes[1], 100))
@@ -290,7 +285,8 @@ def _cropper_figure(b: Bench) -> dict[str, Any]:
         "dense_cropper_cost_ratio": ratio["proposal_dense"],
         "light_cropper_gflops": {
             name: _decision_flops(b.croppers[name], query) / 1e9
-            for name in ("proposal", "proposal_dense", "proposal_objects", "proposal_dense_objects")
+            for name in b.croppers
+            if name.startswith("proposal")
         },
         f"cropper_cost_k{large}_over_k{small}": growth,
         "light_cropper_s": wall,
