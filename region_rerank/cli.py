@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=float,
         default=None,
-        help="grounding: detector score threshold; text_match: similarity margin",
+        help=(
+            "grounding: detector score threshold; text_match: similarity margin; "
+            "proposal: crop gate (minimum probability of the chosen region)"
+        ),
     )
     crop.add_argument("--out", help="write the image with the box drawn to this path")
     add_model_option_args(crop)

@@ -29,7 +29,8 @@ class BuildArgs:
         model_options: How a model-backed component loads its model.
         image_options: How a cropper decodes query images (``None``: the defaults).
         scorer: The re-ranker's scorer, for the croppers that need one.
-        threshold: Detector threshold / similarity margin (``None``: the cropper's).
+        threshold: Detector threshold / similarity margin / the proposal policy's crop gate
+            (``None``: the cropper's).
     """
 
     arg: str | None

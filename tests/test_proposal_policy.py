@@ -111,6 +111,47 @@ def test_decides_inside_the_image_and_batch_equals_single(tmp_path: Path) -> Non
     assert cropper.decide_batch([]) == []
 
 
+def test_crop_gate_keeps_the_full_image_when_the_policy_is_unsure(tmp_path: Path) -> None:
+    from region_rerank.croppers.proposal import ProposalPolicyConfig
+    from region_rerank.factory import build_cropper
+
+    path = tmp_path / "policy.safetensors"
+    save_proposal_policy(_random_net(ARCH, seed=3), ARCH, path)
+    rng = random.Random(0)
+    queries = [Query(_scene(rng)[0], f"the {c} one") for c in COLOURS]
+    free = ProposalPolicyCropper(FakeScorer(), path).decide_batch(queries)
+    crops = [d.confidence for d in free if d.is_crop]
+    assert crops and all(c is not None for c in crops)
+    gate = sorted(crops)[len(crops) // 2]  # a gate between the policy's own confidences
+    gated = ProposalPolicyCropper(
+        FakeScorer(), path, config=ProposalPolicyConfig(min_crop_confidence=gate)
+    ).decide_batch(queries)
+    for f, g in zip(free, gated):
+        if f.is_crop and f.confidence >= gate:
+            assert g.is_crop and g.box == f.box  # confident crops are untouched
+        elif f.is_crop:
+            assert not g.is_crop and "crop gate" in (g.reason or "")
+        else:
+            assert not g.is_crop and g.reason == f.reason
+    assert sum(g.is_crop for g in gated) < sum(f.is_crop for f in free)
+    # the gate recorded in the card applies by default; the config and the spec override it
+    carded = tmp_path / "carded.safetensors"
+    save_proposal_policy(_random_net(ARCH, seed=3), ARCH, carded, {"min_crop_confidence": 1.0})
+    assert not any(
+        d.is_crop for d in ProposalPolicyCropper(FakeScorer(), carded).decide_batch(queries)
+    )
+    cfg = ProposalPolicyConfig(min_crop_confidence=0.0)
+    assert ProposalPolicyCropper(FakeScorer(), carded, config=cfg).min_crop_confidence == 0.0
+    spec = build_cropper(f"proposal:{carded}", scorer=FakeScorer(), threshold=gate)
+    assert spec.min_crop_confidence == gate
+    with pytest.raises(ConfigError, match="min_crop_confidence"):
+        ProposalPolicyConfig(min_crop_confidence=1.5)
+    bad = tmp_path / "bad.safetensors"
+    save_proposal_policy(_random_net(ARCH), ARCH, bad, {"min_crop_confidence": "high"})
+    with pytest.raises(ConfigError, match="not in \\[0, 1\\]"):
+        ProposalPolicyCropper(FakeScorer(), bad)
+
+
 def test_detector_boxes_become_actions() -> None:
     arch = PolicyArch(dim=27, hidden=16, heads=2, scales=(0.9,), scorer="fake")
     cropper = ProposalPolicyCropper(

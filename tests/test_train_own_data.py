@@ -44,8 +44,10 @@ def test_train_proposal_on_a_dataset_folder_then_from_pretrained(
 ) -> None:
     out = tmp_path / "policy"
     args = ["train", "proposal", "--data", str(data), "--out", str(out), "--scorer", "fake"]
-    assert main([*args, "--epochs", "2", "--val-fraction", "0.25"]) == 0
+    extra = ["--epochs", "2", "--val-fraction", "0.25", "--full-first-reward", "2.5"]
+    assert main([*args, *extra]) == 0
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["reward"]["full_first"] == 2.5
     assert summary["scorer"] == "fake" and summary["data"] == str(data)
     assert summary["world"]["seed"] == 5  # the folder's manifest, when it has one
     assert summary["train_queries"] > summary["val_queries"] > 0

@@ -95,6 +95,20 @@ def _same_scorer(recorded: str, scorer: Any) -> bool:
     return recorded == name or (model is not None and recorded.partition(":")[2] == model)
 
 
+def _crop_gate(config: ProposalPolicyConfig, meta: dict[str, Any]) -> float:
+    """The crop gate in force: the config's, else the weights' card's, else 0.
+
+    Raises:
+        ConfigError: The card records a gate outside [0, 1].
+    """
+    if config.min_crop_confidence is not None:
+        return float(config.min_crop_confidence)
+    gate = meta.get("min_crop_confidence", 0.0)
+    if not isinstance(gate, (int, float)) or isinstance(gate, bool) or not 0.0 <= gate <= 1.0:
+        raise ConfigError(f"the weights' card records min_crop_confidence={gate!r}, not in [0, 1]")
+    return float(gate)
+
+
 #: A detector: ``(image, question) -> boxes`` in pixels ``(x1, y1, x2, y2)`` or :class:`Box`.
 Detector = Callable[["Image.Image", str], Sequence[Any]]
 
@@ -106,14 +120,21 @@ class ProposalPolicyConfig:
     Attributes:
         batch_size: View crops per forward pass (encoders that embed crops).
         max_detector_boxes: Detector boxes kept per image (highest first as returned).
+        min_crop_confidence: The crop gate: a REGION decision whose probability (softmax
+            over the actions) is below it becomes FULL, so an unsure policy keeps the whole
+            image. ``None``: the gate recorded in the weights' card
+            (``min_crop_confidence``), 0 (no gate) when they record none.
     """
 
     batch_size: int = 64
     max_detector_boxes: int = 16
+    min_crop_confidence: float | None = None
 
     def __post_init__(self) -> None:
         check_range("batch_size", self.batch_size, 1)
         check_range("max_detector_boxes", self.max_detector_boxes, 0)
+        if self.min_crop_confidence is not None:
+            check_range("min_crop_confidence", self.min_crop_confidence, 0.0, 1.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,6 +215,7 @@ class ProposalPolicyCropper(BaseCropper):
                     getattr(scorer, "name", type(scorer).__name__),
                 )
         self.config = config or ProposalPolicyConfig()
+        self.min_crop_confidence = _crop_gate(self.config, self.meta)
         if encoder is None:
             encoder = build_policy_encoder(
                 self.arch.encoder,
@@ -349,14 +371,21 @@ class ProposalPolicyCropper(BaseCropper):
             best = int(logits[i].argmax())
             p = float(probs[i, best])
             summary = f"action {best} of {int(inputs.mask[i].sum())}, p={p:.3f}"
-            if best == 0:
+            gated = best != 0 and p < self.min_crop_confidence
+            if best == 0 or gated:
+                reason = (
+                    f"the policy's best region has p={p:.3f} < the crop gate "
+                    f"{self.min_crop_confidence:g}"
+                    if gated
+                    else "the policy prefers the full image"
+                )
                 out.append(
                     CropDecision.full(
                         image_size=size,
-                        confidence=p,
+                        confidence=float(probs[i, 0]) if gated else p,
                         source=self.name,
                         raw_output=summary,
-                        reason="the policy prefers the full image",
+                        reason=reason,
                     )
                 )
             else:

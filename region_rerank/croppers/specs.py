@@ -71,11 +71,19 @@ def _text_match(a: BuildArgs) -> Any:
 
 
 def _proposal(a: BuildArgs) -> Any:
-    from region_rerank.croppers.proposal import SHIPPED_WEIGHTS, ProposalPolicyCropper
+    from region_rerank.croppers.proposal import (
+        SHIPPED_WEIGHTS,
+        ProposalPolicyConfig,
+        ProposalPolicyCropper,
+    )
 
     weights = SHIPPED_WEIGHTS.get(a.arg or "", a.arg)
     return ProposalPolicyCropper(
-        a.scorer, weights, model_options=a.model_options, image_options=a.image_options
+        a.scorer,
+        weights,
+        config=ProposalPolicyConfig(min_crop_confidence=a.threshold),
+        model_options=a.model_options,
+        image_options=a.image_options,
     )
 
 
@@ -147,8 +155,9 @@ def build_cropper(
         scorer: The bi-encoder used by the croppers that need one (``text_match``,
             ``proposal``; the latter builds the scorer its weights were trained with
             when none is given), or its spec (``"demo"``, ``"clip:MODEL"``...).
-        threshold: Detector score threshold (``grounding``) or similarity margin
-            (``text_match``); the cropper's default when ``None``.
+        threshold: Detector score threshold (``grounding``), similarity margin
+            (``text_match``) or crop gate (``proposal``: the minimum probability of the
+            chosen region); the cropper's default when ``None``.
 
     Raises:
         ConfigError: Unknown or malformed spec, or a missing scorer.

@@ -81,6 +81,13 @@ def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of the whole-index (first-stage retrieval) reward in the objective, in "
         "[0, 1]; 0 (default): re-ranking only, as the paper",
     )
+    parser.add_argument(
+        "--full-first-reward",
+        type=float,
+        default=d.reward.full_first,
+        help="reward of FULL when the full image already ranks a positive first (default "
+        "%(default)s); higher makes the policy keep the whole image more often",
+    )
     parser.add_argument("--unbalanced", action="store_true", help="plain group sampling")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument(
@@ -133,7 +140,11 @@ def run_proposal_training(args: argparse.Namespace) -> dict[str, Any]:
         select_by=args.select_by,
         max_seconds=args.max_seconds,
         sampling=GroupSamplingConfig(group_size=args.group_size, balanced=not args.unbalanced),
-        reward=RewardConfig(use_margin=not args.no_margin, retrieval_weight=args.retrieval_weight),
+        reward=RewardConfig(
+            use_margin=not args.no_margin,
+            retrieval_weight=args.retrieval_weight,
+            full_first=args.full_first_reward,
+        ),
     )
     scorer = build_scorer(args.scorer, model_options=model_options_from_args(args))
     return train_proposal_policy(
