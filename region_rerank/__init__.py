@@ -16,7 +16,8 @@ Modules:
 * Components: :mod:`~region_rerank.croppers`, :mod:`~region_rerank.scorers`,
   :mod:`~region_rerank.proposals` (the proposal grid), :mod:`~region_rerank.index` (the
   candidate index, the first-stage search; :mod:`~region_rerank.index_shards` builds it
-  across processes), :mod:`~region_rerank.retrieval` (region-aware
+  across processes, :mod:`~region_rerank.faiss_search` searches it with FAISS, exact or
+  approximate), :mod:`~region_rerank.retrieval` (region-aware
   retrieval: the decision drives the search and the re-rank), the spec registry
   (:mod:`~region_rerank.spec_registry`, :mod:`~region_rerank.specs`) and
   :mod:`~region_rerank.factory` (building components from spec strings).

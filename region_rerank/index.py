@@ -6,8 +6,10 @@ the top-``k`` entries for query embeddings:
 
 * exact search with torch by default, over blocks of at most ``chunk_size`` entries and
   queries (memory bounded), ties broken by position (the order entries were added);
-* FAISS (``pip install faiss-cpu``) when installed and asked for, with an exact
-  inner-product index (``IndexFlatIP``) unless you pass your own.
+* FAISS (``pip install faiss-cpu``) when installed and asked for: an exact inner-product
+  index (``"Flat"``) by default, or any FAISS ``index_factory`` type such as the
+  approximate ``"HNSW32,Flat"`` (:mod:`region_rerank.faiss_search`). The FAISS index is
+  built on the first search that asks for its type and kept until entries are added.
 
 It saves to a folder (``embeddings.safetensors`` + ``index.json`` with the ids and the
 scorer's name) and loads back; loading it for a different scorer raises. The evaluation
@@ -25,17 +27,24 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from region_rerank._validate import check_choice, check_range
+from region_rerank._validate import check_range
 from region_rerank.errors import ConfigError, ModelLoadError
+from region_rerank.faiss_search import (
+    build_faiss_index,
+    faiss_available,
+    faiss_search,
+    faiss_topk,
+    want_faiss,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -116,57 +125,6 @@ def exact_topk(
     return best_s, best_i
 
 
-def faiss_available() -> bool:
-    """Whether FAISS can be imported."""
-    return importlib.util.find_spec("faiss") is not None
-
-
-def _import_faiss() -> Any:
-    from region_rerank._optional import require
-
-    return require("faiss", feature="FAISS search (use_faiss=False: exact torch search)")
-
-
-def want_faiss(use_faiss: bool | str) -> bool:
-    """Resolve ``use_faiss``: ``True`` (FAISS required: ``ImportError`` when missing),
-    ``False``, or ``"auto"`` (when installed)."""
-    if use_faiss is True:
-        _import_faiss()
-        return True
-    if use_faiss is False:
-        return False
-    check_choice("use_faiss", use_faiss, ("auto",))
-    return faiss_available()
-
-
-def faiss_topk(
-    queries: torch.Tensor, blocks: Iterable[tuple[int, torch.Tensor]], k: int, index: Any = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` with a FAISS index (``IndexFlatIP`` unless ``index`` is given) filled from
-    ``blocks``; ties re-sorted by position so results match :func:`exact_topk`."""
-    import numpy as np
-    import torch
-
-    faiss = _import_faiss()
-    for _, block in blocks:
-        arr = np.ascontiguousarray(block.float().cpu().numpy(), dtype=np.float32)
-        if index is None:
-            index = faiss.IndexFlatIP(arr.shape[1])
-        index.add(arr)
-    if index is None:
-        n = queries.shape[0]
-        return torch.zeros(n, 0), torch.zeros(n, 0, dtype=torch.long)
-    q = np.ascontiguousarray(queries.float().cpu().numpy(), dtype=np.float32)
-    scores, ids = index.search(q, min(k, index.ntotal))
-    rows = [
-        sorted((-float(s), int(i)) for s, i in zip(sr, ir) if i >= 0) for sr, ir in zip(scores, ids)
-    ]
-    width = min(len(r) for r in rows) if rows else 0
-    s = torch.tensor([[-a for a, _ in r[:width]] for r in rows], dtype=torch.float32)
-    i = torch.tensor([[b for _, b in r[:width]] for r in rows], dtype=torch.long)
-    return s.reshape(len(rows), width), i.reshape(len(rows), width)
-
-
 def embed_candidates_in_batches(
     candidates: Iterable[Candidate],
     scorer: Any,
@@ -235,6 +193,8 @@ class CandidateIndex:
         self._positions: dict[str, int] = {}
         self._blocks: list[torch.Tensor] = []
         self._dim: int | None = None
+        self._faiss: dict[str, Any] = {}
+        self._faiss_lock = threading.Lock()
         self.scorer_name = scorer_name
         #: Ids :meth:`build` left out (no text, image or embedding).
         self.skipped: tuple[str, ...] = ()
@@ -335,6 +295,16 @@ class CandidateIndex:
         self._dim = int(embeddings.shape[1])
         if ids:
             self._blocks.append(embeddings.detach().float().cpu().contiguous())
+            self._faiss.clear()  # rebuilt on the next FAISS search
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_faiss"], state["_faiss_lock"] = {}, None  # FAISS objects do not pickle
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._faiss_lock = threading.Lock()
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
@@ -379,6 +349,8 @@ class CandidateIndex:
         scorer: Any = None,
         use_faiss: bool | str = False,
         chunk_size: int = 4096,
+        faiss_index: str = "Flat",
+        faiss_params: Mapping[str, float] | None = None,
     ) -> Hits:
         """The top-``k`` entries for each query embedding.
 
@@ -389,12 +361,20 @@ class CandidateIndex:
                 default: dot product.
             use_faiss: ``True`` (require FAISS), ``"auto"`` (when installed) or ``False``.
             chunk_size: Entries and queries per scoring block (memory bound).
+            faiss_index: The FAISS index type (an ``index_factory`` string): ``"Flat"``
+                (exact) or an approximate one such as ``"HNSW32,Flat"``. Built on first
+                use and kept.
+            faiss_params: FAISS search parameters, e.g. ``{"efSearch": 128}`` (HNSW) or
+                ``{"nprobe": 32}`` (IVF).
 
         Returns:
             For each query, ``[(id, score), ...]`` best first; ties by insertion order.
+            An approximate index may return fewer than ``k`` hits.
 
         Raises:
-            ConfigError: Bad ``k``, a dimension mismatch or a different scorer.
+            ConfigError: Bad ``k``, a dimension mismatch or a different scorer; a FAISS
+                index type or parameter without FAISS search (``use_faiss`` off, or a
+                ``scorer``, whose own ``score`` is used instead), or one FAISS rejects.
         """
         check_range("k", k, 1)
         check_range("chunk_size", chunk_size, 1)
@@ -408,15 +388,28 @@ class CandidateIndex:
         if scorer is not None:
             self.check_scorer(scorer)
             score = scorer.score
-        blocks = self._iter_blocks(chunk_size)
-        if score is None and want_faiss(use_faiss):
-            s, i = faiss_topk(queries, blocks, k)
+        faiss_on = score is None and want_faiss(use_faiss)
+        if not faiss_on and (faiss_index != "Flat" or faiss_params):
+            raise ConfigError(
+                "faiss_index / faiss_params need FAISS search: use_faiss=True (or 'auto' with "
+                "FAISS installed) and no scorer"
+            )
+        if faiss_on:
+            s, i = faiss_search(self._faiss_index(faiss_index), queries, k, faiss_params)
         else:
+            blocks = self._iter_blocks(chunk_size)
             s, i = exact_topk(queries, blocks, k, score=score, query_block=chunk_size)
         return [
             [(self._ids[j], float(v)) for v, j in zip(srow, irow) if j >= 0]
             for srow, irow in zip(s.tolist(), i.tolist())
         ]
+
+    def _faiss_index(self, spec: str) -> Any:
+        with self._faiss_lock:
+            if spec not in self._faiss:
+                logger.info("building a FAISS %s index of %d entries", spec, len(self))
+                self._faiss[spec] = build_faiss_index(self._blocks, self._dim or 0, spec)
+            return self._faiss[spec]
 
     def check_scorer(self, scorer: Any) -> None:
         """Raise :class:`ConfigError` when ``scorer`` is not the one that built the index."""

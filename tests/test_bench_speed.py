@@ -16,6 +16,7 @@ from region_rerank.bench.speed import FIGURES, TARGETS, SpeedSettings
 from region_rerank.bench.timing import ForwardTimer, median_seconds
 from region_rerank.cli import main
 from region_rerank.errors import ConfigError
+from region_rerank.index import faiss_available
 
 
 def test_quick_run_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,6 +46,12 @@ def test_quick_run_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFix
     assert set(figures["cropper_cost_k100_over_k20"]) == set(ratios)
     growth = figures["search_10x_kb"]
     assert "torch" in growth and all(math.isfinite(v) and v > 0 for v in growth.values())
+    if faiss_available():
+        assert set(growth) == {"torch", "faiss", "faiss_hnsw"}
+        assert figures["hnsw_search_10x_kb"] == growth["faiss_hnsw"]
+        hnsw = figures["search_kb_hnsw"]
+        assert hnsw["index"] == "HNSW32,Flat" and hnsw["entries"] == 20_000
+        assert 0.0 <= hnsw["planted_recall_at_20"] <= 1.0 and hnsw["build_seconds"] > 0
     assert figures["retrieve_seconds"]["view"] > 0 and figures["retrieve_seconds"]["full"] > 0
     # The cache: every entry held under a large bound, the half bound evicted and held.
     full, half = figures["cache_full_bound"], figures["cache_half_bound"]

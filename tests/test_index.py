@@ -79,6 +79,52 @@ def test_faiss_search_matches_the_exact_search() -> None:
         assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-5)
 
 
+@pytest.mark.skipif(not faiss_available(), reason="faiss-cpu (the index extra) is not installed")
+def test_persistent_faiss_indexes_hnsw_and_ivf() -> None:
+    import pickle
+
+    gen = torch.Generator().manual_seed(2)
+    emb = torch.nn.functional.normalize(torch.randn(300, 16, generator=gen), dim=1)
+    queries = torch.nn.functional.normalize(torch.randn(8, 16, generator=gen), dim=1)
+    index = CandidateIndex([f"e{i}" for i in range(300)], emb)
+    exact = [[i for i, _ in row] for row in index.search(queries, k=5)]
+    # a graph searched with a beam as wide as the index visits everything: exact here
+    hnsw = index.search(
+        queries, k=5, use_faiss=True, faiss_index="HNSW8,Flat", faiss_params={"efSearch": 300}
+    )
+    assert [[i for i, _ in row] for row in hnsw] == exact
+    built = index._faiss["HNSW8,Flat"]
+    index.search(queries, k=5, use_faiss=True, faiss_index="HNSW8,Flat")
+    assert index._faiss["HNSW8,Flat"] is built  # kept between searches
+    # an IVF index is trained first; probing every list is exact
+    ivf = index.search(
+        queries, k=5, use_faiss=True, faiss_index="IVF4,Flat", faiss_params={"nprobe": 4}
+    )
+    assert [[i for i, _ in row] for row in ivf] == exact
+    # adding entries drops the built indexes: the new entry is found
+    index.add(["new"], queries[:1])
+    assert index._faiss == {}
+    assert (
+        index.search(queries[:1], k=1, use_faiss=True, faiss_index="HNSW8,Flat")[0][0][0] == "new"
+    )
+    again = pickle.loads(pickle.dumps(index))  # FAISS objects are not pickled; rebuilt on use
+    assert (
+        again.search(queries[:1], k=1, use_faiss=True, faiss_index="HNSW8,Flat")[0][0][0] == "new"
+    )
+    with pytest.raises(ConfigError, match="not a FAISS index_factory string"):
+        index.search(queries, k=1, use_faiss=True, faiss_index="NoSuchIndex")
+    with pytest.raises(ConfigError, match="no search parameter 'nprobe'"):
+        index.search(
+            queries, k=1, use_faiss=True, faiss_index="HNSW8,Flat", faiss_params={"nprobe": 2}
+        )
+    with pytest.raises(ConfigError, match="need FAISS search"):
+        index.search(queries, k=1, faiss_index="HNSW8,Flat")
+    with pytest.raises(ConfigError, match="cannot train"):
+        CandidateIndex(["a", "b"], emb[:2]).search(
+            queries, k=1, use_faiss=True, faiss_index="IVF64,Flat"
+        )
+
+
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     scorer = FakeScorer()
     index = CandidateIndex.build(_kb(), scorer, progress=False)
