@@ -60,6 +60,7 @@ __all__ = [
     "exact_topk",
     "faiss_available",
     "faiss_topk",
+    "scores_by_inner_product",
     "want_faiss",
 ]
 
@@ -168,6 +169,14 @@ def embed_candidates_in_batches(
             batch = []
     if batch:
         yield flush()
+
+
+def scores_by_inner_product(scorer: Any) -> bool:
+    """Whether ``scorer`` scores by the plain inner product of the bi-encoders (so FAISS's
+    inner-product search ranks as it does)."""
+    from region_rerank.scorers.base import BaseEmbeddingScorer
+
+    return getattr(type(scorer), "score", None) is BaseEmbeddingScorer.score
 
 
 class CandidateIndex:
@@ -357,8 +366,9 @@ class CandidateIndex:
         Args:
             queries: ``Q x D`` (or ``D``) query embeddings from the index's scorer.
             k: Hits per query (capped at the index size).
-            scorer: Score with ``scorer.score`` (checked against the index's scorer name);
-                default: dot product.
+            scorer: The scorer of the query embeddings, checked against the index's scorer
+                name; one that overrides the bi-encoders' inner product is searched with its
+                own ``score`` (exact torch search only). Default: inner product.
             use_faiss: ``True`` (require FAISS), ``"auto"`` (when installed) or ``False``.
             chunk_size: Entries and queries per scoring block (memory bound).
             faiss_index: The FAISS index type (an ``index_factory`` string): ``"Flat"``
@@ -387,12 +397,20 @@ class CandidateIndex:
         score = None
         if scorer is not None:
             self.check_scorer(scorer)
-            score = scorer.score
-        faiss_on = score is None and want_faiss(use_faiss)
+            if not scores_by_inner_product(scorer):
+                score = scorer.score
+        faiss_on = want_faiss(use_faiss)
+        if faiss_on and score is not None:
+            if use_faiss is True or faiss_index != "Flat" or faiss_params:
+                raise ConfigError(
+                    f"{type(scorer).__name__} scores with its own score(), not the inner "
+                    "product FAISS searches by: search it with use_faiss=False"
+                )
+            faiss_on = False  # "auto": the scorer's own score, exactly
         if not faiss_on and (faiss_index != "Flat" or faiss_params):
             raise ConfigError(
                 "faiss_index / faiss_params need FAISS search: use_faiss=True (or 'auto' with "
-                "FAISS installed) and no scorer"
+                "FAISS installed)"
             )
         if faiss_on:
             s, i = faiss_search(self._faiss_index(faiss_index), queries, k, faiss_params)

@@ -95,9 +95,13 @@ class RegionRetriever:
         k: Pool size of the first stage.
         fusion_constant: The constant of reciprocal-rank fusion (``"fused"``).
         use_faiss: Passed to :meth:`CandidateIndex.search`.
+        faiss_index: The FAISS index type of a :class:`CandidateIndex` search (e.g. the
+            approximate ``"HNSW32,Flat"``; with ``use_faiss``).
+        faiss_params: Its search parameters (e.g. ``{"efSearch": 128}``).
 
     Raises:
-        ConfigError: A bad mode or size, or an index built by another scorer.
+        ConfigError: A bad mode or size, an index built by another scorer, or FAISS options
+            for an index that is not a :class:`CandidateIndex`.
     """
 
     def __init__(
@@ -110,7 +114,11 @@ class RegionRetriever:
         k: int = 20,
         fusion_constant: int = 60,
         use_faiss: bool | str = False,
+        faiss_index: str = "Flat",
+        faiss_params: Mapping[str, float] | None = None,
     ) -> None:
+        from region_rerank.index import CandidateIndex
+
         check_choice("mode", mode, RETRIEVE_MODES)
         check_range("k", k, 1)
         check_range("fusion_constant", fusion_constant, 0)
@@ -123,6 +131,13 @@ class RegionRetriever:
         self.k = int(k)
         self.fusion_constant = int(fusion_constant)
         self.use_faiss = use_faiss
+        self._faiss_options: dict[str, Any] = {}
+        if faiss_index != "Flat" or faiss_params:
+            if not isinstance(index, CandidateIndex):
+                raise ConfigError(
+                    f"faiss_index / faiss_params apply to a CandidateIndex, not {index!r}"
+                )
+            self._faiss_options = {"faiss_index": faiss_index, "faiss_params": faiss_params}
 
     # ------------------------------------------------------------------ public
     def retrieve(
@@ -212,7 +227,9 @@ class RegionRetriever:
             batch_size=rr.config.batch_size,
         )
         flat = torch.cat([e.float().cpu() for e in emb], 0)
-        hits = self.index.search(flat, self.k, scorer=rr.scorer, use_faiss=self.use_faiss)
+        hits = self.index.search(
+            flat, self.k, scorer=rr.scorer, use_faiss=self.use_faiss, **self._faiss_options
+        )
         out: list[Hits] = []
         start = 0
         for boxes in views:

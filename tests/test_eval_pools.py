@@ -230,6 +230,18 @@ def test_faiss_and_torch_search_give_the_same_pools(world: EvalDataset) -> None:
         assert {i for i, s in a if s > last + 1e-5} == {i for i, s in b if s > last + 1e-5}
 
 
+@pytest.mark.skipif(not faiss_available(), reason="faiss-cpu (the index extra) is not installed")
+def test_a_scorer_with_its_own_score_is_not_searched_by_inner_product(world: EvalDataset) -> None:
+    class Reversed(FakeScorer):
+        def score(self, queries: Any, candidates: Any) -> Any:
+            return -(queries @ candidates.T)
+
+    with pytest.raises(ConfigError, match="own score"):
+        build_pools(world, Reversed(), k=3, use_faiss=True, progress=False)
+    auto = build_pools(world, Reversed(), k=3, use_faiss="auto", progress=False)
+    assert auto == build_pools(world, Reversed(), k=3, use_faiss=False, progress=False)
+
+
 def test_pools_file_round_trips_through_the_loader(world: EvalDataset, tmp_path: Path) -> None:
     pools = build_pools(world, FakeScorer(), k=4, progress=False)
     path = write_pools_jsonl(pools, tmp_path / "sub" / "pools.jsonl")

@@ -11,6 +11,7 @@ import region_rerank.reranker as reranker_module
 from region_rerank import Candidate, CandidateIndex, CroppedReranker, Query, RerankerConfig
 from region_rerank.boxes import CoordFrame
 from region_rerank.errors import ConfigError, CropperError
+from region_rerank.index import faiss_available
 from region_rerank.retrieval import RegionRetriever, reciprocal_rank_fusion
 from region_rerank.testing import COLOR_WORDS, FakeCropper, FakeScorer
 from region_rerank.types import CropDecision
@@ -162,6 +163,57 @@ def test_bad_settings_are_config_errors(kb: dict[str, Candidate]) -> None:
         _retriever(kb, mode="nearest")
     with pytest.raises(ConfigError, match="k"):
         _retriever(kb, k=0)
+
+
+@pytest.mark.skipif(not faiss_available(), reason="faiss-cpu (the index extra) is not installed")
+def test_faiss_search_drives_the_retriever(
+    kb: dict[str, Candidate], queries: list[Query], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import region_rerank.index as index_module
+
+    exact = _retriever(kb, mode="fused", k=2).retrieve_batch(queries)
+    searched: list[str] = []
+    real = index_module.faiss_search
+
+    def spy(index: Any, *args: Any, **kw: Any) -> Any:
+        searched.append(type(index).__name__)
+        return real(index, *args, **kw)
+
+    monkeypatch.setattr(index_module, "faiss_search", spy)
+    options = {"faiss_index": "HNSW4,Flat", "faiss_params": {"efSearch": 64}}
+    fast = _retriever(kb, mode="fused", k=2, use_faiss=True, **options).retrieve_batch(queries)
+    assert searched and set(searched) == {"IndexHNSWFlat"}  # FAISS really searched
+    # k=2: the target and the distractor; the other entries tie at 0 with these histograms
+    assert [r.ids for r in fast] == [r.ids for r in exact]
+
+    # FAISS ranks by inner product: a scorer with its own score is refused, not ignored
+    class Scaled(FakeScorer):
+        def score(self, queries: Any, candidates: Any) -> Any:
+            return -(queries @ candidates.T)
+
+    index = CandidateIndex.build(kb.values(), Scaled(), progress=False)
+    query = Scaled().embed_texts(["green"])
+    with pytest.raises(ConfigError, match="own score"):
+        index.search(query, 2, scorer=Scaled(), use_faiss=True)
+    mine = index.search(query, 2, scorer=Scaled(), use_faiss="auto")  # its own score, exactly
+    assert mine == index.search(query, 2, scorer=Scaled())
+    with pytest.raises(ConfigError, match="apply to a CandidateIndex"):
+        RegionRetriever(
+            CroppedReranker(_oracle(), FakeScorer()), _Store(index), kb, faiss_index="HNSW4,Flat"
+        )
+
+
+class _Store:
+    """A search index that is not a CandidateIndex (as a vector-store adapter is)."""
+
+    def __init__(self, index: CandidateIndex) -> None:
+        self.index = index
+
+    def search(self, queries: Any, k: int, *, scorer: Any = None, use_faiss: Any = False) -> Any:
+        return self.index.search(queries, k)
+
+    def check_scorer(self, scorer: Any) -> None:
+        return None
 
 
 def test_reciprocal_rank_fusion_rewards_agreement() -> None:
