@@ -5,6 +5,9 @@ Fusion modes (:attr:`RerankerConfig.fusion`):
 * ``"crop"`` -- the paper: similarity to the chosen view (the crop on REGION, the full
   image on FULL).
 * ``"max"`` -- ``max(full-image similarity, crop similarity)``: a crop can only help.
+* ``"mean"`` -- the mean of the full-image and the crop similarity: the crop's evidence
+  is added to the whole image's, so a right crop that ranks a look-alike just above the
+  positive does not undo a first place the full image had.
 * ``"mix"`` -- ``(1 - w) * minmax(view similarity) + w * minmax(retrieval score)`` within
   the pool; a missing or NaN retrieval score counts as the pool's lowest.
 
@@ -30,7 +33,7 @@ __all__ = [
     "add_fusion_argument",
 ]
 
-FUSION_MODES = ("crop", "max", "mix")
+FUSION_MODES = ("crop", "max", "mean", "mix")
 
 
 def _minmax(values: Sequence[float]) -> list[float]:
@@ -55,7 +58,7 @@ def fuse_scores(
     Args:
         view_scores: Similarity of each candidate to the chosen view.
         mode: One of :data:`FUSION_MODES`.
-        full_scores: Similarity to the full image (needed by ``"max"``).
+        full_scores: Similarity to the full image (needed by ``"max"`` and ``"mean"``).
         retrieval_scores: First-stage scores (used by ``"mix"``).
         mix_weight: Weight of the retrieval score in ``"mix"``.
     """
@@ -67,6 +70,13 @@ def fuse_scores(
             return view
         return [
             max(v, f) if math.isfinite(v) and math.isfinite(f) else v
+            for v, f in zip(view, full_scores)
+        ]
+    if mode == "mean":
+        if full_scores is None:
+            return view
+        return [
+            (v + f) / 2.0 if math.isfinite(v) and math.isfinite(f) else v
             for v, f in zip(view, full_scores)
         ]
     if mode == "mix":
@@ -127,12 +137,12 @@ def _finite_or_zero(value: float | None) -> float:
 
 
 def add_fusion_argument(parser: argparse.ArgumentParser) -> None:
-    """``--fusion {crop,max,mix}`` (default ``crop``) for the commands that re-rank."""
+    """``--fusion {crop,max,mean,mix}`` (default ``crop``) for the commands that re-rank."""
     parser.add_argument(
         "--fusion",
         choices=FUSION_MODES,
         default="crop",
         help="how the re-ranking scores use the view: crop (the paper: similarity to the "
         "chosen view), max (max of full-image and view similarity: a crop can only help), "
-        "mix (with the retrieval score); default crop",
+        "mean (mean of the two), mix (with the retrieval score); default crop",
     )

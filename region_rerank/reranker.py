@@ -47,8 +47,8 @@ class RerankerConfig:
     """Settings of :class:`CroppedReranker`.
 
     Attributes:
-        fusion: ``"crop"`` (paper), ``"max"`` (max of full and crop) or ``"mix"``
-            (with the retrieval score); see :mod:`region_rerank.fusion`.
+        fusion: ``"crop"`` (paper), ``"max"`` (max of full and crop), ``"mean"`` (their
+            mean) or ``"mix"`` (with the retrieval score); see :mod:`region_rerank.fusion`.
         mix_weight: Weight of the retrieval score in ``"mix"``, in [0, 1].
         top_n: Default number of candidates returned (``None`` = all).
         batch_size: Images or texts per forward pass.
@@ -374,7 +374,7 @@ class CroppedReranker:
     def _views(self, decision: CropDecision) -> list[Any]:
         if decision.box is None:
             return [None]
-        return [None, decision.box] if self.config.fusion == "max" else [decision.box]
+        return [None, decision.box] if self.config.fusion in ("max", "mean") else [decision.box]
 
     def _prepare(self, queries: list[Query], decisions: Sequence[CropDecision] | None) -> _Prepared:
         """Decode each query image once and settle its decision (the cropper's, or the one

@@ -75,6 +75,25 @@ def test_max_fusion_never_below_full_and_reports_both() -> None:
     assert any(abs(s.full_score - s.crop_score) > 0.1 for s in res.ranking)  # type: ignore[operator]
 
 
+def test_mean_fusion_is_the_mean_of_the_full_and_crop_similarities() -> None:
+    q = Query(scene(), "q")
+    res = make(fusion="mean").rerank(q, pool())
+    for s in res.ranking:
+        assert s.full_score is not None and s.crop_score is not None
+        assert s.score == pytest.approx((s.full_score + s.crop_score) / 2)
+    assert res.ids == sorted(
+        res.ids, key=lambda i: -next(s.score for s in res.ranking if s.candidate.id == i)
+    )
+    full = CroppedReranker(FullImageCropper(), FakeScorer(), config=RerankerConfig(fusion="mean"))
+    plain = CroppedReranker(FullImageCropper(), FakeScorer()).rerank(q, pool())
+    assert full.rerank(q, pool()).ids == plain.ids  # FULL: one view, scored as the full image
+    assert fuse_scores([0.2, -math.inf, 0.8], mode="mean", full_scores=[0.4, 0.9, math.nan]) == [
+        pytest.approx(0.3),
+        -math.inf,
+        0.8,
+    ]
+
+
 def test_mix_fusion_uses_retrieval_scores_and_tolerates_nan() -> None:
     q = Query(scene(), "q")
     cands = pool()
