@@ -316,7 +316,7 @@ def _eval(args: argparse.Namespace) -> int:
         build_pools_if_missing=args.build_pools,
         pool_k=args.k,
         retrieve=args.retrieve,
-        reranker_config=RerankerConfig(fusion=args.fusion),
+        reranker_config=RerankerConfig(fusion=args.fusion, full_weight=args.full_weight),
     )
     print(format_markdown_table(results), end="")
     print(f"wrote {args.out}")

@@ -5,9 +5,10 @@ Fusion modes (:attr:`RerankerConfig.fusion`):
 * ``"crop"`` -- the paper: similarity to the chosen view (the crop on REGION, the full
   image on FULL).
 * ``"max"`` -- ``max(full-image similarity, crop similarity)``: a crop can only help.
-* ``"mean"`` -- the mean of the full-image and the crop similarity: the crop's evidence
-  is added to the whole image's, so a right crop that ranks a look-alike just above the
-  positive does not undo a first place the full image had.
+* ``"blend"`` -- ``(1 - w) * crop similarity + w * full-image similarity`` (``w`` =
+  :attr:`~region_rerank.reranker.RerankerConfig.full_weight`, 0.5: their mean): the
+  crop's evidence added to the whole image's, so a right crop that ranks a look-alike just
+  above the positive does not undo a first place the full image had.
 * ``"mix"`` -- ``(1 - w) * minmax(view similarity) + w * minmax(retrieval score)`` within
   the pool; a missing or NaN retrieval score counts as the pool's lowest.
 
@@ -33,7 +34,7 @@ __all__ = [
     "add_fusion_argument",
 ]
 
-FUSION_MODES = ("crop", "max", "mean", "mix")
+FUSION_MODES = ("crop", "max", "blend", "mix")
 
 
 def _minmax(values: Sequence[float]) -> list[float]:
@@ -52,15 +53,17 @@ def fuse_scores(
     full_scores: Sequence[float] | None = None,
     retrieval_scores: Sequence[float | None] | None = None,
     mix_weight: float = 0.5,
+    full_weight: float = 0.5,
 ) -> list[float]:
     """Combine per-candidate similarities into the score used for ordering.
 
     Args:
         view_scores: Similarity of each candidate to the chosen view.
         mode: One of :data:`FUSION_MODES`.
-        full_scores: Similarity to the full image (needed by ``"max"`` and ``"mean"``).
+        full_scores: Similarity to the full image (needed by ``"max"`` and ``"blend"``).
         retrieval_scores: First-stage scores (used by ``"mix"``).
         mix_weight: Weight of the retrieval score in ``"mix"``.
+        full_weight: Weight of the full-image similarity in ``"blend"``.
     """
     view = [float(v) for v in view_scores]
     if mode == "crop":
@@ -72,11 +75,13 @@ def fuse_scores(
             max(v, f) if math.isfinite(v) and math.isfinite(f) else v
             for v, f in zip(view, full_scores)
         ]
-    if mode == "mean":
+    if mode == "blend":
         if full_scores is None:
             return view
         return [
-            (v + f) / 2.0 if math.isfinite(v) and math.isfinite(f) else v
+            (1.0 - full_weight) * v + full_weight * f
+            if math.isfinite(v) and math.isfinite(f)
+            else v
             for v, f in zip(view, full_scores)
         ]
     if mode == "mix":
@@ -137,12 +142,20 @@ def _finite_or_zero(value: float | None) -> float:
 
 
 def add_fusion_argument(parser: argparse.ArgumentParser) -> None:
-    """``--fusion {crop,max,mean,mix}`` (default ``crop``) for the commands that re-rank."""
+    """``--fusion {crop,max,blend,mix}`` (default ``crop``) and ``--full-weight`` for the
+    commands that re-rank."""
     parser.add_argument(
         "--fusion",
         choices=FUSION_MODES,
         default="crop",
         help="how the re-ranking scores use the view: crop (the paper: similarity to the "
         "chosen view), max (max of full-image and view similarity: a crop can only help), "
-        "mean (mean of the two), mix (with the retrieval score); default crop",
+        "blend (weighted mean of the two, see --full-weight), mix (with the retrieval "
+        "score); default crop",
+    )
+    parser.add_argument(
+        "--full-weight",
+        type=float,
+        default=0.5,
+        help="weight of the full-image similarity in --fusion blend, in [0, 1] (default 0.5)",
     )

@@ -47,9 +47,11 @@ class RerankerConfig:
     """Settings of :class:`CroppedReranker`.
 
     Attributes:
-        fusion: ``"crop"`` (paper), ``"max"`` (max of full and crop), ``"mean"`` (their
-            mean) or ``"mix"`` (with the retrieval score); see :mod:`region_rerank.fusion`.
+        fusion: ``"crop"`` (paper), ``"max"`` (max of full and crop), ``"blend"`` (their
+            weighted mean) or ``"mix"`` (with the retrieval score); see
+            :mod:`region_rerank.fusion`.
         mix_weight: Weight of the retrieval score in ``"mix"``, in [0, 1].
+        full_weight: Weight of the full-image similarity in ``"blend"``, in [0, 1].
         top_n: Default number of candidates returned (``None`` = all).
         batch_size: Images or texts per forward pass.
         cache_bytes: Byte bound of the candidate-embedding cache (0 disables it).
@@ -71,6 +73,7 @@ class RerankerConfig:
 
     fusion: str = "crop"
     mix_weight: float = 0.5
+    full_weight: float = 0.5
     top_n: int | None = None
     batch_size: int = 32
     cache_bytes: int = 256 * 1024 * 1024
@@ -86,6 +89,7 @@ class RerankerConfig:
         check_choice("fusion", self.fusion, FUSION_MODES)
         check_choice("on_error", self.on_error, ("fallback", "raise"))
         check_range("mix_weight", self.mix_weight, 0.0, 1.0)
+        check_range("full_weight", self.full_weight, 0.0, 1.0)
         if self.top_n is not None:
             check_int("top_n", self.top_n, 0)
         check_int("batch_size", self.batch_size, 1)
@@ -374,7 +378,7 @@ class CroppedReranker:
     def _views(self, decision: CropDecision) -> list[Any]:
         if decision.box is None:
             return [None]
-        return [None, decision.box] if self.config.fusion in ("max", "mean") else [decision.box]
+        return [None, decision.box] if self.config.fusion in ("max", "blend") else [decision.box]
 
     def _prepare(self, queries: list[Query], decisions: Sequence[CropDecision] | None) -> _Prepared:
         """Decode each query image once and settle its decision (the cropper's, or the one
@@ -434,6 +438,7 @@ class CroppedReranker:
                 full_scores=full,
                 retrieval_scores=[c.retrieval_score for c in pool],
                 mix_weight=self.config.mix_weight,
+                full_weight=self.config.full_weight,
             )
             ranking = rank_candidates(pool, fused, top_n=top_n, view_scores=view, full_scores=full)
             results.append((query, ranking, decision, err))

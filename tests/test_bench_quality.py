@@ -174,6 +174,9 @@ def test_each_scorer_gets_its_own_pools_and_records() -> None:
     assert _report_name("demo", None) == "report"
     assert _report_name("demo", "fused") == "report-retrieve-fused"
     assert _report_name("demo", "fused", "max") == "report-retrieve-fused-fusion-max"
+    blend = _report_name("demo", "fused", "blend", 0.25)
+    assert blend == "report-retrieve-fused-fusion-blend-0.25"
+    assert blend != _report_name("demo", "fused", "blend", 0.5)
     assert _report_name("demo", None, "crop") == "report"
     other = _report_name("demo:/tmp/tower.safetensors", None)
     assert other.startswith("report-") and other != _report_name("clip", None)

@@ -189,6 +189,18 @@ def test_another_fusion_is_another_run(world: EvalDataset, tmp_path: Path) -> No
     )  # fmt: skip
     recorded = json.loads((other / "run.json").read_text())["fingerprint"]["reranker"]
     assert recorded == {"fusion": "max", "crop_margin": 0.1}
+    blend = tmp_path / "blend"
+    for weight in (0.5, 0.25):  # the blend weight is part of the run: 0.5 then 0.25 differ
+        config = RerankerConfig(fusion="blend", full_weight=weight)
+        if weight == 0.25:
+            with pytest.raises(ConfigError, match="different run"):
+                run_eval(world, {"oracle": "oracle"}, FakeScorer(), blend, progress=False,
+                         reranker_config=config)  # fmt: skip
+            continue
+        run_eval(world, {"oracle": "oracle"}, FakeScorer(), blend, progress=False,
+                 reranker_config=config)  # fmt: skip
+    recorded = json.loads((blend / "run.json").read_text())["fingerprint"]["reranker"]
+    assert recorded == {"fusion": "blend"}  # 0.5 is the default weight
 
 
 def test_outputs_and_nothing_written_elsewhere(world_dir: Path, tmp_path: Path) -> None:

@@ -75,23 +75,26 @@ def test_max_fusion_never_below_full_and_reports_both() -> None:
     assert any(abs(s.full_score - s.crop_score) > 0.1 for s in res.ranking)  # type: ignore[operator]
 
 
-def test_mean_fusion_is_the_mean_of_the_full_and_crop_similarities() -> None:
+@pytest.mark.parametrize("weight", [0.5, 0.2])
+def test_blend_fusion_weighs_the_full_and_crop_similarities(weight: float) -> None:
     q = Query(scene(), "q")
-    res = make(fusion="mean").rerank(q, pool())
+    res = make(fusion="blend", full_weight=weight).rerank(q, pool())
     for s in res.ranking:
         assert s.full_score is not None and s.crop_score is not None
-        assert s.score == pytest.approx((s.full_score + s.crop_score) / 2)
+        assert s.score == pytest.approx((1 - weight) * s.crop_score + weight * s.full_score)
     assert res.ids == sorted(
         res.ids, key=lambda i: -next(s.score for s in res.ranking if s.candidate.id == i)
     )
-    full = CroppedReranker(FullImageCropper(), FakeScorer(), config=RerankerConfig(fusion="mean"))
+    config = RerankerConfig(fusion="blend", full_weight=weight)
+    full = CroppedReranker(FullImageCropper(), FakeScorer(), config=config)
     plain = CroppedReranker(FullImageCropper(), FakeScorer()).rerank(q, pool())
     assert full.rerank(q, pool()).ids == plain.ids  # FULL: one view, scored as the full image
-    assert fuse_scores([0.2, -math.inf, 0.8], mode="mean", full_scores=[0.4, 0.9, math.nan]) == [
-        pytest.approx(0.3),
-        -math.inf,
-        0.8,
-    ]
+    blended = fuse_scores(
+        [0.2, -math.inf, 0.8], mode="blend", full_scores=[0.4, 0.9, math.nan], full_weight=weight
+    )
+    assert blended == [pytest.approx((1 - weight) * 0.2 + weight * 0.4), -math.inf, 0.8]
+    with pytest.raises(ValueError, match="full_weight"):
+        RerankerConfig(full_weight=1.5)
 
 
 def test_mix_fusion_uses_retrieval_scores_and_tolerates_nan() -> None:

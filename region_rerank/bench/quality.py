@@ -87,11 +87,16 @@ def _world_key(n_test: int, world: Mapping[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
-def _report_name(scorer: str, retrieve: str | None, fusion: str = "crop") -> str:
-    """A world's report folder: one per scorer (its pools), first-stage mode and fusion."""
+def _report_name(
+    scorer: str, retrieve: str | None, fusion: str = "crop", full_weight: float = 0.5
+) -> str:
+    """A world's report folder: one per scorer (its pools), first-stage mode and fusion
+    (with its weight for ``blend``)."""
     name = "report" if retrieve is None else f"report-retrieve-{retrieve}"
     if fusion != "crop":
         name += f"-fusion-{fusion}"
+    if fusion == "blend":
+        name += f"-{full_weight:g}"
     if scorer != "demo":
         name += "-" + hashlib.blake2b(scorer.encode(), digest_size=4).hexdigest()
     return name
@@ -187,6 +192,7 @@ def run_quality(
     retrieve: str | None = None,
     progress: bool = True,
     fusion: str = "crop",
+    full_weight: float = 0.5,
 ) -> dict[str, Any]:
     """Generate one world per seed, evaluate ``methods`` on each, aggregate over seeds.
 
@@ -207,8 +213,9 @@ def run_quality(
             an index of the KB (see :func:`region_rerank.eval.runner.run_eval`), so
             ``coverage`` is per method and R@1 end to end.
         progress: Show progress bars.
-        fusion: How re-ranking scores use the view (``crop``, ``max``, ``mix``; see
-            :mod:`region_rerank.fusion`); each has its own report folder.
+        fusion: How re-ranking scores use the view (``crop``, ``max``, ``blend``, ``mix``;
+            see :mod:`region_rerank.fusion`); each has its own report folder.
+        full_weight: The full-image weight of ``blend``.
 
     Returns:
         The report (also the JSON written by the CLI): ``format``, ``seeds``, ``n_test``,
@@ -227,7 +234,8 @@ def run_quality(
 
     seeds = _check_seeds(seeds)
     check_range("n_test", n_test, 1)
-    rerank_config = RerankerConfig(fusion=fusion)  # a bad mode fails before any world
+    # a bad mode or weight fails before any world
+    rerank_config = RerankerConfig(fusion=fusion, full_weight=full_weight)
     world = dict(world or {})
     started = time.perf_counter()
     options = model_options or ModelOptions(device="cpu")
@@ -249,7 +257,7 @@ def run_quality(
             logger.info("seed %d: generating %d test scenes", seed, n_test)
             make_world(folder / "world", seed=seed, n_train=0, n_val=0, n_test=n_test, **world)
         dataset = load_split_dataset(folder / "world", "test")
-        report_dir = folder / _report_name(scorer, retrieve, fusion)
+        report_dir = folder / _report_name(scorer, retrieve, fusion, full_weight)
         results = run_eval(
             dataset,
             croppers,
@@ -278,6 +286,7 @@ def run_quality(
         "pool_k": pool_k,
         "retrieve": retrieve,
         "fusion": fusion,
+        **({"full_weight": full_weight} if fusion == "blend" else {}),
         "methods": _aggregate(per_seed),
         "gap_closed": _gap_closed(per_seed),
         "seconds": round(time.perf_counter() - started, 1),

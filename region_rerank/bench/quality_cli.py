@@ -74,6 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         model_options=model_options_from_args(args),
         retrieve=args.retrieve,
         fusion=args.fusion,
+        full_weight=args.full_weight,
     )
     print(format_quality_table(report), end="")
     if args.json:

@@ -470,6 +470,8 @@ def _scoring_settings(cfg: Any) -> dict[str, Any]:
     names = ["fusion", "crop_margin", "min_crop_size"]
     if cfg.fusion == "mix":
         names.append("mix_weight")
+    if cfg.fusion == "blend":
+        names.append("full_weight")
     return {n: getattr(cfg, n) for n in names if getattr(cfg, n) != getattr(default, n)}
 
 
