@@ -35,7 +35,8 @@ def test_quick_run_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFix
     assert figures["tensor_crop_mean_abs_diff"] < 1e-3  # same pixels as the processor
     ratios = figures["cropper_cost_ratio"]
     croppers = {"full", "center", "random", "text_match", "proposal", "proposal_dense"}
-    assert set(ratios) == croppers | {"proposal_objects", "proposal_dense_objects"}
+    shipped = {"proposal_objects", "proposal_dense_objects", "proposal_objects_retrieval"}
+    assert set(ratios) == croppers | shipped
     assert figures["dense_cropper_cost_ratio"] == ratios["proposal_dense"]
     flops = figures["light_cropper_gflops"]  # one dense forward vs 62 crops through the scorer
     assert 0 < flops["proposal_dense"] < flops["proposal"] / 5

@@ -197,5 +197,9 @@ def test_the_shipped_objects_policy_builds_from_specs() -> None:
     assert both.arch.encoder == "dense:demo" and isinstance(both.detector, DemoBoxDetector)
     assert both.card["detector"] == DemoBoxDetector().card()
     assert both.decide(Query(scene.image, scene.question)).image_size == scene.image.size
+    searcher = build_cropper("proposal:objects-retrieval", scorer="demo")  # trained for search
+    assert searcher.card["training"]["config"]["reward"]["retrieval_weight"] == 0.5
+    assert isinstance(searcher.detector, DemoBoxDetector)
+    assert searcher.decide(Query(scene.image, scene.question)).image_size == scene.image.size
     with pytest.raises(ConfigError, match="unknown scorer 'nope'"):
         build_cropper("text_match", scorer="nope")

@@ -33,6 +33,7 @@ __all__ = [
     "DENSE_WEIGHTS_PATH",
     "OBJECTS_WEIGHTS_PATH",
     "DENSE_OBJECTS_WEIGHTS_PATH",
+    "OBJECTS_RETRIEVAL_WEIGHTS_PATH",
     "SHIPPED_WEIGHTS",
     "PolicyArch",
     "build_policy_net",
@@ -58,11 +59,16 @@ DENSE_WEIGHTS_PATH = WEIGHTS_PATH.with_name("proposal_policy_dense.safetensors")
 OBJECTS_WEIGHTS_PATH = WEIGHTS_PATH.with_name("proposal_policy_objects.safetensors")
 #: The shipped scorer-independent policy with the demo detector's object boxes.
 DENSE_OBJECTS_WEIGHTS_PATH = WEIGHTS_PATH.with_name("proposal_policy_dense_objects.safetensors")
+#: The shipped detector-box policy trained for retrieval and re-ranking (reward weight 0.5).
+OBJECTS_RETRIEVAL_WEIGHTS_PATH = WEIGHTS_PATH.with_name(
+    "proposal_policy_objects_retrieval.safetensors"
+)
 #: Shipped weights by their ``proposal:NAME`` spec argument.
 SHIPPED_WEIGHTS = {
     "dense": DENSE_WEIGHTS_PATH,
     "objects": OBJECTS_WEIGHTS_PATH,
     "dense-objects": DENSE_OBJECTS_WEIGHTS_PATH,
+    "objects-retrieval": OBJECTS_RETRIEVAL_WEIGHTS_PATH,
 }
 GEOMETRY_DIM = 16
 #: Extra geometry features of a policy with a detector: the detector-box flag, then each

@@ -124,7 +124,9 @@ CROPPERS: dict[str, ComponentSpec] = {
             "proposal", "WEIGHTS", False, True,
             "the light learned policy over proposals (shipped weights by default; "
             "proposal:dense the shipped scorer-independent ones, proposal:objects the ones "
-            "with the demo detector's object boxes, proposal:dense-objects both)", _proposal,
+            "with the demo detector's object boxes, proposal:dense-objects both, "
+            "proposal:objects-retrieval the box policy trained for retrieval as well)",
+            _proposal,
         ),
         ComponentSpec("fake", None, False, False, "scripted test cropper (always FULL)", _fake),
     )
