@@ -66,12 +66,16 @@ def test_ties_go_to_the_entry_added_first() -> None:
     assert i.tolist() == [[0, 1]]
 
 
+def _random_index(n: int, n_queries: int, seed: int) -> tuple[CandidateIndex, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    emb = torch.nn.functional.normalize(torch.randn(n, 16, generator=gen), dim=1)
+    queries = torch.nn.functional.normalize(torch.randn(n_queries, 16, generator=gen), dim=1)
+    return CandidateIndex([f"e{i}" for i in range(n)], emb), queries
+
+
 @pytest.mark.skipif(not faiss_available(), reason="faiss-cpu (the index extra) is not installed")
 def test_faiss_search_matches_the_exact_search() -> None:
-    gen = torch.Generator().manual_seed(1)
-    emb = torch.nn.functional.normalize(torch.randn(40, 16, generator=gen), dim=1)
-    queries = torch.nn.functional.normalize(torch.randn(5, 16, generator=gen), dim=1)
-    index = CandidateIndex([f"e{i}" for i in range(40)], emb)
+    index, queries = _random_index(40, 5, seed=1)
     exact = index.search(queries, k=6)
     fast = index.search(queries, k=6, use_faiss=True)
     for a, b in zip(exact, fast):
@@ -83,10 +87,8 @@ def test_faiss_search_matches_the_exact_search() -> None:
 def test_persistent_faiss_indexes_hnsw_and_ivf() -> None:
     import pickle
 
-    gen = torch.Generator().manual_seed(2)
-    emb = torch.nn.functional.normalize(torch.randn(300, 16, generator=gen), dim=1)
-    queries = torch.nn.functional.normalize(torch.randn(8, 16, generator=gen), dim=1)
-    index = CandidateIndex([f"e{i}" for i in range(300)], emb)
+    index, queries = _random_index(300, 8, seed=2)
+    emb = index.embeddings()
     exact = [[i for i, _ in row] for row in index.search(queries, k=5)]
     # a graph searched with a beam as wide as the index visits everything: exact here
     hnsw = index.search(
