@@ -60,7 +60,7 @@ __all__ = [
     "exact_topk",
     "faiss_available",
     "faiss_topk",
-    "scores_by_inner_product",
+    "want_faiss_for",
     "want_faiss",
 ]
 
@@ -171,12 +171,32 @@ def embed_candidates_in_batches(
         yield flush()
 
 
-def scores_by_inner_product(scorer: Any) -> bool:
+def _scores_by_inner_product(scorer: Any) -> bool:
     """Whether ``scorer`` scores by the plain inner product of the bi-encoders (so FAISS's
     inner-product search ranks as it does)."""
     from region_rerank.scorers.base import BaseEmbeddingScorer
 
     return getattr(type(scorer), "score", None) is BaseEmbeddingScorer.score
+
+
+def want_faiss_for(scorer: Any, use_faiss: bool | str, *, required: bool = False) -> bool:
+    """Resolve ``use_faiss`` (see :func:`want_faiss`) for a search scored by ``scorer``
+    (``None``: the inner product). FAISS ranks by the inner product, so a scorer that
+    overrides ``score()`` is searched exactly under ``"auto"``.
+
+    Raises:
+        ConfigError: FAISS is asked for (``use_faiss=True`` or ``required``) but ``scorer``
+            scores with its own ``score()``.
+    """
+    faiss_on = want_faiss(use_faiss)
+    if not faiss_on or scorer is None or _scores_by_inner_product(scorer):
+        return faiss_on
+    if use_faiss is True or required:
+        raise ConfigError(
+            f"{type(scorer).__name__} scores with its own score(), not the inner product "
+            "FAISS searches by: use use_faiss=False"
+        )
+    return False  # "auto": the scorer's own score, exactly
 
 
 class CandidateIndex:
@@ -394,20 +414,11 @@ class CandidateIndex:
             raise ConfigError(
                 f"query embeddings of size {queries.shape[-1]}; the index holds size {self._dim}"
             )
-        score = None
         if scorer is not None:
             self.check_scorer(scorer)
-            if not scores_by_inner_product(scorer):
-                score = scorer.score
-        faiss_on = want_faiss(use_faiss)
-        if faiss_on and score is not None:
-            if use_faiss is True or faiss_index != "Flat" or faiss_params:
-                raise ConfigError(
-                    f"{type(scorer).__name__} scores with its own score(), not the inner "
-                    "product FAISS searches by: search it with use_faiss=False"
-                )
-            faiss_on = False  # "auto": the scorer's own score, exactly
-        if not faiss_on and (faiss_index != "Flat" or faiss_params):
+        faiss_options = faiss_index != "Flat" or bool(faiss_params)
+        faiss_on = want_faiss_for(scorer, use_faiss, required=faiss_options)
+        if not faiss_on and faiss_options:
             raise ConfigError(
                 "faiss_index / faiss_params need FAISS search: use_faiss=True (or 'auto' with "
                 "FAISS installed)"
@@ -415,6 +426,7 @@ class CandidateIndex:
         if faiss_on:
             s, i = faiss_search(self._faiss_index(faiss_index), queries, k, faiss_params)
         else:
+            score = None if scorer is None or _scores_by_inner_product(scorer) else scorer.score
             blocks = self._iter_blocks(chunk_size)
             s, i = exact_topk(queries, blocks, k, score=score, query_block=chunk_size)
         return [

@@ -33,7 +33,7 @@ from region_rerank.cache import EmbeddingCache, pool_embeddings
 from region_rerank.errors import ConfigError
 from region_rerank.eval._schema import EvalDataset, KBEntry, Pool
 from region_rerank.images import ImageLoadOptions, load_image
-from region_rerank.index import exact_topk, faiss_topk, scores_by_inner_product, want_faiss
+from region_rerank.index import exact_topk, faiss_topk, want_faiss_for
 from region_rerank.progress import progress_bar
 from region_rerank.types import Candidate
 
@@ -183,14 +183,7 @@ def build_pools(
     check_range("batch_size", batch_size, 1)
     check_range("chunk_size", chunk_size, 1)
     _check_scorer(scorer)
-    faiss_on = want_faiss(use_faiss)
-    if faiss_on and not scores_by_inner_product(scorer):
-        if use_faiss is True:
-            raise ConfigError(
-                f"{type(scorer).__name__} scores with its own score(), not the inner product "
-                "FAISS searches by: build the pools with use_faiss=False"
-            )
-        faiss_on = False  # "auto": the scorer's own score, exactly
+    faiss_on = want_faiss_for(scorer, use_faiss)
     entries = sorted(
         (e for e in dataset.kb.values() if (e.text and e.text.strip()) or e.images),
         key=lambda e: e.id,
