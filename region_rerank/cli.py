@@ -24,7 +24,7 @@ from typing import Any
 from region_rerank.bench.quality_cli import add_quality_parser
 from region_rerank.convert_cli import add_convert_parsers
 from region_rerank.errors import RegionRerankError
-from region_rerank.fusion import add_fusion_argument
+from region_rerank.fusion import add_fusion_argument, fusion_settings
 from region_rerank.index_cli import add_index_parsers
 from region_rerank.model_options import add_model_option_args, model_options_from_args
 from region_rerank.specs import usage_line
@@ -316,7 +316,7 @@ def _eval(args: argparse.Namespace) -> int:
         build_pools_if_missing=args.build_pools,
         pool_k=args.k,
         retrieve=args.retrieve,
-        reranker_config=RerankerConfig(fusion=args.fusion, full_weight=args.full_weight),
+        reranker_config=RerankerConfig(**fusion_settings(args)),
     )
     print(format_markdown_table(results), end="")
     print(f"wrote {args.out}")

@@ -8,7 +8,12 @@ Fusion modes (:attr:`RerankerConfig.fusion`):
 * ``"blend"`` -- ``(1 - w) * crop similarity + w * full-image similarity`` (``w`` =
   :attr:`~region_rerank.reranker.RerankerConfig.full_weight`, 0.5: their mean): the
   crop's evidence added to the whole image's, so a right crop that ranks a look-alike just
-  above the positive does not undo a first place the full image had.
+  above the positive does not undo a first place the full image had. With
+  :attr:`~region_rerank.reranker.RerankerConfig.close_margin` ``m > 0`` the weight adapts
+  per query: when the view's best two candidates are less than ``m`` apart (the view
+  cannot tell them apart), ``w`` becomes
+  :attr:`~region_rerank.reranker.RerankerConfig.close_full_weight` and the whole image
+  settles the order.
 * ``"mix"`` -- ``(1 - w) * minmax(view similarity) + w * minmax(retrieval score)`` within
   the pool; a missing or NaN retrieval score counts as the pool's lowest.
 
@@ -22,6 +27,7 @@ import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from region_rerank.errors import ConfigError
 from region_rerank.types import Candidate, ScoredCandidate
@@ -32,6 +38,8 @@ __all__ = [
     "rank_candidates",
     "input_order",
     "add_fusion_argument",
+    "fusion_settings",
+    "view_margin",
 ]
 
 FUSION_MODES = ("crop", "max", "blend", "mix")
@@ -46,6 +54,13 @@ def _minmax(values: Sequence[float]) -> list[float]:
     return [((v - lo) / span if span > 0 else 1.0) if math.isfinite(v) else 0.0 for v in values]
 
 
+def view_margin(view_scores: Sequence[float]) -> float:
+    """The gap between the best and the second-best finite view similarity (``inf`` with
+    fewer than two finite scores: nothing to tell apart)."""
+    finite = sorted((float(v) for v in view_scores if math.isfinite(float(v))), reverse=True)
+    return finite[0] - finite[1] if len(finite) > 1 else math.inf
+
+
 def fuse_scores(
     view_scores: Sequence[float],
     *,
@@ -54,6 +69,8 @@ def fuse_scores(
     retrieval_scores: Sequence[float | None] | None = None,
     mix_weight: float = 0.5,
     full_weight: float = 0.5,
+    close_margin: float = 0.0,
+    close_full_weight: float = 1.0,
 ) -> list[float]:
     """Combine per-candidate similarities into the score used for ordering.
 
@@ -64,6 +81,9 @@ def fuse_scores(
         retrieval_scores: First-stage scores (used by ``"mix"``).
         mix_weight: Weight of the retrieval score in ``"mix"``.
         full_weight: Weight of the full-image similarity in ``"blend"``.
+        close_margin: In ``"blend"``, a query whose :func:`view_margin` is below this uses
+            ``close_full_weight`` instead of ``full_weight`` (0: never).
+        close_full_weight: The full-image weight of such a query.
     """
     view = [float(v) for v in view_scores]
     if mode == "crop":
@@ -78,10 +98,9 @@ def fuse_scores(
     if mode == "blend":
         if full_scores is None:
             return view
+        w = close_full_weight if view_margin(view) < close_margin else full_weight
         return [
-            (1.0 - full_weight) * v + full_weight * f
-            if math.isfinite(v) and math.isfinite(f)
-            else v
+            (1.0 - w) * v + w * f if math.isfinite(v) and math.isfinite(f) else v
             for v, f in zip(view, full_scores)
         ]
     if mode == "mix":
@@ -142,8 +161,9 @@ def _finite_or_zero(value: float | None) -> float:
 
 
 def add_fusion_argument(parser: argparse.ArgumentParser) -> None:
-    """``--fusion {crop,max,blend,mix}`` (default ``crop``) and ``--full-weight`` for the
-    commands that re-rank."""
+    """``--fusion {crop,max,blend,mix}`` (default ``crop``), ``--full-weight``,
+    ``--close-margin`` and ``--close-full-weight`` for the commands that re-rank (read back
+    with :func:`fusion_settings`)."""
     parser.add_argument(
         "--fusion",
         choices=FUSION_MODES,
@@ -159,3 +179,27 @@ def add_fusion_argument(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="weight of the full-image similarity in --fusion blend, in [0, 1] (default 0.5)",
     )
+    parser.add_argument(
+        "--close-margin",
+        type=float,
+        default=0.0,
+        help="with --fusion blend: a query whose view puts its best two candidates less "
+        "than this apart is scored with --close-full-weight instead (default 0: never)",
+    )
+    parser.add_argument(
+        "--close-full-weight",
+        type=float,
+        default=1.0,
+        help="full-image weight of the queries under --close-margin, in [0, 1] (default 1)",
+    )
+
+
+def fusion_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~region_rerank.reranker.RerankerConfig` keyword arguments given by the
+    options of :func:`add_fusion_argument`."""
+    return {
+        "fusion": args.fusion,
+        "full_weight": args.full_weight,
+        "close_margin": args.close_margin,
+        "close_full_weight": args.close_full_weight,
+    }

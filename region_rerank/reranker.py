@@ -52,6 +52,9 @@ class RerankerConfig:
             :mod:`region_rerank.fusion`.
         mix_weight: Weight of the retrieval score in ``"mix"``, in [0, 1].
         full_weight: Weight of the full-image similarity in ``"blend"``, in [0, 1].
+        close_margin: ``"blend"`` adapts per query: when the view's best two candidates
+            score less than this apart, the query uses ``close_full_weight`` (0: never).
+        close_full_weight: The full-image weight of those queries, in [0, 1].
         top_n: Default number of candidates returned (``None`` = all).
         batch_size: Images or texts per forward pass.
         cache_bytes: Byte bound of the candidate-embedding cache (0 disables it).
@@ -74,6 +77,8 @@ class RerankerConfig:
     fusion: str = "crop"
     mix_weight: float = 0.5
     full_weight: float = 0.5
+    close_margin: float = 0.0
+    close_full_weight: float = 1.0
     top_n: int | None = None
     batch_size: int = 32
     cache_bytes: int = 256 * 1024 * 1024
@@ -90,6 +95,8 @@ class RerankerConfig:
         check_choice("on_error", self.on_error, ("fallback", "raise"))
         check_range("mix_weight", self.mix_weight, 0.0, 1.0)
         check_range("full_weight", self.full_weight, 0.0, 1.0)
+        check_range("close_margin", self.close_margin, 0.0)
+        check_range("close_full_weight", self.close_full_weight, 0.0, 1.0)
         if self.top_n is not None:
             check_int("top_n", self.top_n, 0)
         check_int("batch_size", self.batch_size, 1)
@@ -439,6 +446,8 @@ class CroppedReranker:
                 retrieval_scores=[c.retrieval_score for c in pool],
                 mix_weight=self.config.mix_weight,
                 full_weight=self.config.full_weight,
+                close_margin=self.config.close_margin,
+                close_full_weight=self.config.close_full_weight,
             )
             ranking = rank_candidates(pool, fused, top_n=top_n, view_scores=view, full_scores=full)
             results.append((query, ranking, decision, err))

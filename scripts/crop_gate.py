@@ -27,7 +27,8 @@ from typing import Any
 from region_rerank.eval.metrics import first_positive_rank
 
 
-def _records(path: Path) -> dict[str, dict[str, Any]]:
+def load_records(path: Path) -> dict[str, dict[str, Any]]:
+    """A run's per-query records of one method, by query id."""
     with path.open() as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return {r["query_id"]: r for r in rows}
@@ -61,8 +62,8 @@ def gate_figures(dirs: Sequence[Path], method: str, tau: float) -> dict[str, flo
     n = crops = first = covered = full_first = kept = 0
     for d in dirs:
         mine, full = (
-            _records(d / "records" / f"{method}.jsonl"),
-            _records(d / "records" / "full.jsonl"),
+            load_records(d / "records" / f"{method}.jsonl"),
+            load_records(d / "records" / "full.jsonl"),
         )
         for qid, rec in mine.items():
             base = full[qid]

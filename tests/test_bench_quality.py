@@ -14,6 +14,7 @@ import pytest
 from region_rerank.bench.quality import REPORT_FORMAT, format_quality_table, run_quality
 from region_rerank.cli import main
 from region_rerank.errors import ConfigError
+from region_rerank.reranker import RerankerConfig
 
 
 @pytest.fixture(scope="module")
@@ -151,16 +152,34 @@ def test_the_command_writes_the_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert not math.isnan(rep["methods"]["oracle"]["mrr"])
 
 
+def test_the_close_margin_reaches_the_run_and_the_json(tmp_path: Path) -> None:
+    path = tmp_path / "q.json"
+    args = ["bench", "quality", "--seeds", "3", "--n-test", "4", "--methods", "oracle",
+            "--fusion", "blend", "--full-weight", "0.3", "--close-margin", "0.05",
+            "--work", str(tmp_path / "w"), "--json", str(path)]  # fmt: skip
+    assert main(args) == 0
+    rep = json.loads(path.read_text())
+    settings = {"fusion": "blend", "full_weight": 0.3, "close_margin": 0.05}
+    assert rep["reranker"] == settings and rep["full_weight"] == 0.3
+    (run,) = (tmp_path / "w").glob("worlds-*/seed-3/report-fusion-blend-0.3-close-0.05-1/run.json")
+    assert json.loads(run.read_text())["fingerprint"]["reranker"] == settings
+
+
 @pytest.mark.parametrize("seeds", [[], [1, 1], [-1], [True]])
 def test_bad_seeds_are_config_errors(seeds: list[Any], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="seeds"):
         run_quality(seeds, n_test=4, methods=("oracle",), work_dir=tmp_path)
 
 
-def test_a_bad_fusion_fails_before_any_world(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="fusion"):
-        run_quality([1], n_test=4, methods=("oracle",), work_dir=tmp_path, fusion="sum")
-    assert not any(tmp_path.iterdir())
+def test_a_bad_fusion_weight_fails_before_any_world(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "w"
+    assert main(["bench", "quality", "--seeds", "1", "--n-test", "4", "--methods", "oracle",
+              "--fusion", "blend", "--close-margin", "0.05", "--close-full-weight", "2",
+              "--work", str(work)]) == 2  # fmt: skip
+    assert "close_full_weight=2.0 is out of range" in capsys.readouterr().err
+    assert not work.exists()
 
 
 def test_a_reserved_method_name_is_refused(tmp_path: Path) -> None:
@@ -173,10 +192,19 @@ def test_each_scorer_gets_its_own_pools_and_records() -> None:
 
     assert _report_name("demo", None) == "report"
     assert _report_name("demo", "fused") == "report-retrieve-fused"
-    assert _report_name("demo", "fused", "max") == "report-retrieve-fused-fusion-max"
-    blend = _report_name("demo", "fused", "blend", 0.25)
+    assert (
+        _report_name("demo", "fused", RerankerConfig(fusion="max"))
+        == "report-retrieve-fused-fusion-max"
+    )
+    blend = _report_name("demo", "fused", RerankerConfig(fusion="blend", full_weight=0.25))
     assert blend == "report-retrieve-fused-fusion-blend-0.25"
-    assert blend != _report_name("demo", "fused", "blend", 0.5)
-    assert _report_name("demo", None, "crop") == "report"
+    assert blend != _report_name("demo", "fused", RerankerConfig(fusion="blend"))
+    close = _report_name("demo", "fused", RerankerConfig(fusion="blend", close_margin=0.05))
+    assert close == "report-retrieve-fused-fusion-blend-0.5-close-0.05-1"
+    assert _report_name("demo", None, RerankerConfig(fusion="crop")) == "report"
+    margin = _report_name(
+        "demo", None, RerankerConfig(crop_margin=0.1)
+    )  # other settings: their hash
+    assert margin.startswith("report-") and margin != _report_name("demo", None)
     other = _report_name("demo:/tmp/tower.safetensors", None)
     assert other.startswith("report-") and other != _report_name("clip", None)

@@ -201,6 +201,12 @@ def test_another_fusion_is_another_run(world: EvalDataset, tmp_path: Path) -> No
                  reranker_config=config)  # fmt: skip
     recorded = json.loads((blend / "run.json").read_text())["fingerprint"]["reranker"]
     assert recorded == {"fusion": "blend"}  # 0.5 is the default weight
+    close = tmp_path / "close"
+    config = RerankerConfig(fusion="blend", close_margin=0.05, close_full_weight=0.8)
+    run_eval(world, {"oracle": "oracle"}, FakeScorer(), close, progress=False,
+             reranker_config=config)  # fmt: skip
+    recorded = json.loads((close / "run.json").read_text())["fingerprint"]["reranker"]
+    assert recorded == {"fusion": "blend", "close_margin": 0.05, "close_full_weight": 0.8}
 
 
 def test_outputs_and_nothing_written_elsewhere(world_dir: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from region_rerank import CroppedReranker, RerankerConfig
 from region_rerank.cache import EmbeddingCache
 from region_rerank.croppers.full import FullImageCropper
 from region_rerank.errors import CandidateError, ConfigError, ImageLoadError, ScorerError
-from region_rerank.fusion import fuse_scores, rank_candidates
+from region_rerank.fusion import fuse_scores, rank_candidates, view_margin
 from region_rerank.testing import FakeCropper, FakeScorer
 from region_rerank.types import Box, Candidate, CropDecision, Query
 
@@ -95,6 +95,41 @@ def test_blend_fusion_weighs_the_full_and_crop_similarities(weight: float) -> No
     assert blended == [pytest.approx((1 - weight) * 0.2 + weight * 0.4), -math.inf, 0.8]
     with pytest.raises(ValueError, match="full_weight"):
         RerankerConfig(full_weight=1.5)
+
+
+def test_close_margin_gives_an_ambiguous_view_the_full_image_weight() -> None:
+    view, full = [0.80, 0.78, 0.10], [0.55, 0.60, 0.20]  # view margin 0.02, full prefers #2
+    plain = fuse_scores(view, mode="blend", full_scores=full, full_weight=0.2)
+    assert plain.index(max(plain)) == 0  # a fixed weight lets the view's 0.02 lead win
+    close = fuse_scores(
+        view, mode="blend", full_scores=full, full_weight=0.2, close_margin=0.05,
+        close_full_weight=0.9,
+    )  # fmt: skip
+    assert close == [pytest.approx(0.1 * v + 0.9 * f) for v, f in zip(view, full)]
+    assert close.index(max(close)) == 1
+    clear = [0.80, 0.60, 0.10]  # margin 0.2 >= 0.05: the fixed weight
+    assert fuse_scores(
+        clear, mode="blend", full_scores=full, full_weight=0.2, close_margin=0.05
+    ) == fuse_scores(clear, mode="blend", full_scores=full, full_weight=0.2)
+    # the margin is over finite scores only; one finite score has nothing to tell apart
+    assert view_margin([0.5, math.nan, 0.45, -math.inf]) == pytest.approx(0.05)
+    assert view_margin([0.5, math.nan]) == math.inf
+    for bad in ({"close_margin": -0.1}, {"close_full_weight": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            RerankerConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_the_reranker_applies_its_close_margin() -> None:
+    q = Query(scene(), "q")
+    cfg = {"fusion": "blend", "full_weight": 0.2, "close_full_weight": 0.9}
+    wide = make(**cfg, close_margin=10.0).rerank(q, pool())  # every view margin is below 10
+    for s in wide.ranking:
+        assert s.full_score is not None and s.crop_score is not None
+        assert s.score == pytest.approx(0.1 * s.crop_score + 0.9 * s.full_score)
+    off = make(**cfg).rerank(q, pool())
+    for s in off.ranking:
+        assert s.full_score is not None and s.crop_score is not None
+        assert s.score == pytest.approx(0.8 * s.crop_score + 0.2 * s.full_score)
 
 
 def test_mix_fusion_uses_retrieval_scores_and_tolerates_nan() -> None:

@@ -30,10 +30,13 @@ import statistics
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from region_rerank.errors import ConfigError
 from region_rerank.model_options import ModelOptions
+
+if TYPE_CHECKING:
+    from region_rerank.reranker import RerankerConfig
 
 __all__ = ["REPORT_FORMAT", "QUALITY_METHODS", "run_quality", "format_quality_table"]
 
@@ -87,19 +90,34 @@ def _world_key(n_test: int, world: Mapping[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
-def _report_name(
-    scorer: str, retrieve: str | None, fusion: str = "crop", full_weight: float = 0.5
-) -> str:
-    """A world's report folder: one per scorer (its pools), first-stage mode and fusion
-    (with its weight for ``blend``)."""
+def _report_name(scorer: str, retrieve: str | None, rerank: RerankerConfig | None = None) -> str:
+    """A world's report folder: one per scorer (its pools), first-stage mode and scoring
+    settings (the fusion, with its weights for ``blend``)."""
+    from region_rerank.eval.runner import scoring_settings
+    from region_rerank.reranker import RerankerConfig
+
+    rerank = rerank or RerankerConfig()
     name = "report" if retrieve is None else f"report-retrieve-{retrieve}"
-    if fusion != "crop":
-        name += f"-fusion-{fusion}"
-    if fusion == "blend":
-        name += f"-{full_weight:g}"
+    if rerank.fusion != "crop":
+        name += f"-fusion-{rerank.fusion}"
+    if rerank.fusion == "blend":
+        name += f"-{rerank.full_weight:g}"
+        if rerank.close_margin > 0:
+            name += f"-close-{rerank.close_margin:g}-{rerank.close_full_weight:g}"
+    others = {
+        k: v
+        for k, v in scoring_settings(rerank).items()
+        if k not in ("fusion", "full_weight", "close_margin", "close_full_weight")
+    }
+    if others:
+        name += "-" + _short_hash(json.dumps(others, sort_keys=True))
     if scorer != "demo":
-        name += "-" + hashlib.blake2b(scorer.encode(), digest_size=4).hexdigest()
+        name += "-" + _short_hash(scorer)
     return name
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
 
 
 def _seed_figures(report_dir: Path, results: Mapping[str, Any], dataset: Any) -> dict[str, Any]:
@@ -191,8 +209,7 @@ def run_quality(
     model_options: ModelOptions | None = None,
     retrieve: str | None = None,
     progress: bool = True,
-    fusion: str = "crop",
-    full_weight: float = 0.5,
+    rerank_config: RerankerConfig | None = None,
 ) -> dict[str, Any]:
     """Generate one world per seed, evaluate ``methods`` on each, aggregate over seeds.
 
@@ -213,9 +230,9 @@ def run_quality(
             an index of the KB (see :func:`region_rerank.eval.runner.run_eval`), so
             ``coverage`` is per method and R@1 end to end.
         progress: Show progress bars.
-        fusion: How re-ranking scores use the view (``crop``, ``max``, ``blend``, ``mix``;
-            see :mod:`region_rerank.fusion`); each has its own report folder.
-        full_weight: The full-image weight of ``blend``.
+        rerank_config: How the views are scored (the fusion and its weights, see
+            :mod:`region_rerank.fusion`; default: ``crop``); each setting has its own
+            report folder.
 
     Returns:
         The report (also the JSON written by the CLI): ``format``, ``seeds``, ``n_test``,
@@ -228,14 +245,13 @@ def run_quality(
     """
     from region_rerank._validate import check_range
     from region_rerank.demo.world import make_world
-    from region_rerank.eval.runner import ORACLE, load_split_dataset, run_eval
+    from region_rerank.eval.runner import ORACLE, load_split_dataset, run_eval, scoring_settings
     from region_rerank.factory import build_cropper, build_scorer
     from region_rerank.reranker import RerankerConfig
 
     seeds = _check_seeds(seeds)
     check_range("n_test", n_test, 1)
-    # a bad mode or weight fails before any world
-    rerank_config = RerankerConfig(fusion=fusion, full_weight=full_weight)
+    rerank_config = rerank_config or RerankerConfig()
     world = dict(world or {})
     started = time.perf_counter()
     options = model_options or ModelOptions(device="cpu")
@@ -257,7 +273,7 @@ def run_quality(
             logger.info("seed %d: generating %d test scenes", seed, n_test)
             make_world(folder / "world", seed=seed, n_train=0, n_val=0, n_test=n_test, **world)
         dataset = load_split_dataset(folder / "world", "test")
-        report_dir = folder / _report_name(scorer, retrieve, fusion, full_weight)
+        report_dir = folder / _report_name(scorer, retrieve, rerank_config)
         results = run_eval(
             dataset,
             croppers,
@@ -285,8 +301,9 @@ def run_quality(
         "scorer": scorer,
         "pool_k": pool_k,
         "retrieve": retrieve,
-        "fusion": fusion,
-        **({"full_weight": full_weight} if fusion == "blend" else {}),
+        "fusion": rerank_config.fusion,
+        **({"full_weight": rerank_config.full_weight} if rerank_config.fusion == "blend" else {}),
+        "reranker": scoring_settings(rerank_config),
         "methods": _aggregate(per_seed),
         "gap_closed": _gap_closed(per_seed),
         "seconds": round(time.perf_counter() - started, 1),

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from region_rerank.fusion import add_fusion_argument
+from region_rerank.fusion import add_fusion_argument, fusion_settings
 from region_rerank.model_options import add_model_option_args, model_options_from_args
 from region_rerank.world_cli import add_world_arguments, world_overrides
 
@@ -61,6 +61,7 @@ def add_quality_parser(bench_sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from region_rerank.bench.quality import format_quality_table, run_quality
+    from region_rerank.reranker import RerankerConfig
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     report = run_quality(
@@ -73,8 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         model_options=model_options_from_args(args),
         retrieve=args.retrieve,
-        fusion=args.fusion,
-        full_weight=args.full_weight,
+        rerank_config=RerankerConfig(**fusion_settings(args)),
     )
     print(format_quality_table(report), end="")
     if args.json:

@@ -47,7 +47,15 @@ from region_rerank.eval.metrics import EvalRecord, compute_metrics, first_positi
 from region_rerank.progress import progress_bar
 from region_rerank.types import CropDecision, RerankResult
 
-__all__ = ["FULL", "ORACLE", "load_eval_data", "load_split_dataset", "read_records", "run_eval"]
+__all__ = [
+    "FULL",
+    "ORACLE",
+    "load_eval_data",
+    "load_split_dataset",
+    "read_records",
+    "run_eval",
+    "scoring_settings",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -426,7 +434,7 @@ def run_eval(
         fingerprint["weights"] = identities
     if retrieve is not None:
         fingerprint["retrieve"] = [retrieve, pool_k]
-    scoring = _scoring_settings(cfg)
+    scoring = scoring_settings(cfg)
     if scoring:  # records scored another way are another run (the default adds nothing)
         fingerprint["reranker"] = scoring
     _check_fingerprint(out, fingerprint, resume)
@@ -462,7 +470,7 @@ def run_eval(
     return results
 
 
-def _scoring_settings(cfg: Any) -> dict[str, Any]:
+def scoring_settings(cfg: Any) -> dict[str, Any]:
     """The reranker settings that change the scores and differ from the defaults."""
     from region_rerank.reranker import RerankerConfig
 
@@ -471,7 +479,9 @@ def _scoring_settings(cfg: Any) -> dict[str, Any]:
     if cfg.fusion == "mix":
         names.append("mix_weight")
     if cfg.fusion == "blend":
-        names.append("full_weight")
+        names += ["full_weight", "close_margin"]
+        if cfg.close_margin > 0:
+            names.append("close_full_weight")
     return {n: getattr(cfg, n) for n in names if getattr(cfg, n) != getattr(default, n)}
 
 
