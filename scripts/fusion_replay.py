@@ -169,8 +169,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "|---:|---:|---:|---:|---:|---:|"
     )
     for r in rows:
+        close = f"{r['close_full_weight']:g}" if r["close_margin"] else "-"
         print(
-            f"| {r['full_weight']:g} | {r['close_margin']:g} | {r['close_full_weight']:g} "
+            f"| {r['full_weight']:g} | {r['close_margin']:g} | {close} "
             f"| {r['r1']:.3f} | {r['kept_first']:.3f} | {r['min_seed_kept_first']:.3f} |"
         )
     if args.json is not None:
