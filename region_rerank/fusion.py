@@ -57,7 +57,7 @@ def _minmax(values: Sequence[float]) -> list[float]:
 def view_margin(view_scores: Sequence[float]) -> float:
     """The gap between the best and the second-best finite view similarity (``inf`` with
     fewer than two finite scores: nothing to tell apart)."""
-    finite = sorted((float(v) for v in view_scores if math.isfinite(float(v))), reverse=True)
+    finite = sorted((v for v in map(float, view_scores) if math.isfinite(v)), reverse=True)
     return finite[0] - finite[1] if len(finite) > 1 else math.inf
 
 
@@ -98,7 +98,8 @@ def fuse_scores(
     if mode == "blend":
         if full_scores is None:
             return view
-        w = close_full_weight if view_margin(view) < close_margin else full_weight
+        close = close_margin > 0 and view_margin(view) < close_margin  # no sort when off
+        w = close_full_weight if close else full_weight
         return [
             (1.0 - w) * v + w * f if math.isfinite(v) and math.isfinite(f) else v
             for v, f in zip(view, full_scores)
