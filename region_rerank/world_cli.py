@@ -18,6 +18,7 @@ _FIELDS = {
     "canvas": "canvas_size",
     "templates": "templates",
     "phrasing": "phrasing",
+    "paraphrases": "paraphrases",
 }
 
 
@@ -47,6 +48,12 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
         "--phrasing",
         help="phrasing families: default (the original wording) | train (plain, synonyms, "
         "colloquial) | heldout (evaluation only) | comma-separated family names",
+    )
+    parser.add_argument(
+        "--paraphrases",
+        type=int,
+        help="also write up to N other wordings of each question (field 'paraphrases'; "
+        "for train proposal --resample-wording); scenes and questions unchanged",
     )
     parser.add_argument(
         "--balance-subtypes",

@@ -106,3 +106,34 @@ def test_phrasing_names_resolve_or_fail_clearly() -> None:
         resolve_phrasing("default,plain")
     with pytest.raises(ConfigError, match="balance_subtypes"):
         make_world("/nonexistent-never-written", n_test=1, balance_subtypes="yes")
+
+
+def test_paraphrases_reword_the_same_question_and_change_nothing_else(tmp_path: Path) -> None:
+    make_world(tmp_path / "p0", seed=3, n_train=0, n_val=0, n_test=12, phrasing="train")
+    make_world(
+        tmp_path / "p4", seed=3, n_train=0, n_val=0, n_test=12, phrasing="train", paraphrases=4
+    )
+    plain, worded = _queries(tmp_path / "p0"), _queries(tmp_path / "p4")
+    assert all("paraphrases" not in q for q in plain)
+    train_frames = [t for name in TRAIN_FAMILIES for t in FAMILIES[name].templates]
+    for a, b in zip(plain, worded):
+        extra = b.pop("paraphrases")
+        assert a == b  # same scene, same question, same reference
+        assert 1 <= len(extra) <= 4 and len(set(extra)) == len(extra)
+        assert a["question"] not in extra
+        for text in extra:
+            # Each is a training frame around another wording of the same reference.
+            assert any(_frames_match(frame, text) for frame in train_frames), text
+    manifest = json.loads((tmp_path / "p4" / "world.json").read_text())
+    assert manifest["scene_config"]["paraphrases"] == 4
+    assert (
+        "paraphrases"
+        not in json.loads((tmp_path / "p0" / "world.json").read_text())["scene_config"]
+    )
+    with pytest.raises(ConfigError, match="paraphrases"):
+        make_world("/nonexistent-never-written", n_test=1, paraphrases=-1)
+
+
+def _frames_match(frame: str, text: str) -> bool:
+    head, tail = frame.split("{ref}")
+    return text.lower().startswith(head.lower()) and text.endswith(tail)

@@ -45,6 +45,7 @@ __all__ = [
     "SceneConfig",
     "SceneObject",
     "SceneQuery",
+    "MAX_PARAPHRASES",
     "load_templates",
     "validate_templates",
     "generate_queries",
@@ -61,6 +62,8 @@ _CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 _SIDES = ("left", "right", "top", "bottom")
 _SPLIT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_ATTEMPTS = 60
+#: Most other wordings a query may carry (``SceneConfig.paraphrases``).
+MAX_PARAPHRASES = 32
 
 
 def validate_templates(templates: Sequence[str], source: str = "templates") -> tuple[str, ...]:
@@ -144,6 +147,10 @@ class SceneConfig:
             "smallest" as "largest" questions, as many corner as extreme-side ones)
             instead of drawing them at random (layouts that fail are retried with the same
             sub-kind). Changes the scenes.
+        paraphrases: Up to this many other wordings of each question (0-32; default 0:
+            none), drawn from the same families and frames by a stream of their own, so
+            the scenes and the questions do not change; repeats of the question are left
+            out. Training can sample among them (``train proposal --resample-wording``).
 
     Defaults were tuned against the shipped demo scorer (top-20 pools from full-image
     search over the 320 KB entries): full-image pool coverage ~70%, CondR@1 ~0.33 with the
@@ -169,6 +176,7 @@ class SceneConfig:
     question_types: tuple[str, ...] = QUESTION_TYPES
     phrasing: Any = "default"
     balance_subtypes: bool = False
+    paraphrases: int = 0
     templates_source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -202,6 +210,9 @@ class SceneConfig:
         setv(self, "phrasing", resolve_phrasing(self.phrasing))
         if not isinstance(self.balance_subtypes, bool):
             raise ConfigError(f"balance_subtypes={self.balance_subtypes!r} must be a bool")
+        if isinstance(self.paraphrases, bool) or not isinstance(self.paraphrases, int):
+            raise ConfigError(f"paraphrases={self.paraphrases!r} must be an int in [0, 32]")
+        check_range("paraphrases", self.paraphrases, 0, MAX_PARAPHRASES)
         if isinstance(self.templates, (str, os.PathLike)):
             setv(self, "templates_source", str(self.templates))
             setv(self, "templates", load_templates(self.templates))
@@ -232,6 +243,7 @@ class SceneQuery:
         ref: The referring expression ("the striped object").
         detail: Sub-kind (``"corner:top-left"``, ``"largest"``, ``"pattern"``, ``"left"``...).
         objects: Every placed object, the target first.
+        paraphrases: Other wordings of the question (``SceneConfig.paraphrases``).
     """
 
     id: str
@@ -243,6 +255,7 @@ class SceneQuery:
     ref: str
     detail: str
     objects: tuple[SceneObject, ...]
+    paraphrases: tuple[str, ...] = ()
 
 
 def _tight_tile(entity: Entity, side: int, rng: np.random.Generator) -> Image.Image:
@@ -303,15 +316,41 @@ def _question(
     if cfg.phrasing == ("default",):
         ref = FAMILIES["default"].refs(spec)[0]
         template = cfg.templates[int(rng.integers(len(cfg.templates)))]
-    else:
-        words = np.random.default_rng([cfg.seed, zlib.crc32(cfg.split.encode()), index, 7919])
-        family = FAMILIES[cfg.phrasing[int(words.integers(len(cfg.phrasing)))]]
-        forms = family.refs(spec)
-        ref = forms[int(words.integers(len(forms)))]
-        frames = family.templates if cfg.templates == DEFAULT_TEMPLATES else cfg.templates
-        template = frames[int(words.integers(len(frames)))]
+        return ref, _sentence(template, ref)
+    words = np.random.default_rng([cfg.seed, zlib.crc32(cfg.split.encode()), index, 7919])
+    return _worded(cfg, spec, words)
+
+
+def _worded(cfg: SceneConfig, spec: RefSpec, words: np.random.Generator) -> tuple[str, str]:
+    """A family, a form of the reference and a frame drawn from ``words``."""
+    family = FAMILIES[cfg.phrasing[int(words.integers(len(cfg.phrasing)))]]
+    forms = family.refs(spec)
+    ref = forms[int(words.integers(len(forms)))]
+    frames = family.templates if cfg.templates == DEFAULT_TEMPLATES else cfg.templates
+    return ref, _sentence(frames[int(words.integers(len(frames)))], ref)
+
+
+def _sentence(template: str, ref: str) -> str:
     question = template.format(ref=ref)
-    return ref, question[:1].upper() + question[1:]
+    return question[:1].upper() + question[1:]
+
+
+def _paraphrases(cfg: SceneConfig, spec: RefSpec, question: str, index: int) -> tuple[str, ...]:
+    """Up to ``cfg.paraphrases`` other wordings of ``question`` from a stream of their own
+    (the scene's and the question's streams are untouched)."""
+    if not cfg.paraphrases:
+        return ()
+    words = np.random.default_rng([cfg.seed, zlib.crc32(cfg.split.encode()), index, 104729])
+    seen = {question}
+    out: list[str] = []
+    for _ in range(4 * cfg.paraphrases):
+        _, text = _worded(cfg, spec, words)
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+            if len(out) == cfg.paraphrases:
+                break
+    return tuple(out)
 
 
 def _sizes(
@@ -362,6 +401,7 @@ def _one_query(cfg: SceneConfig, kb: Sequence[Entity], index: int) -> SceneQuery
             ref=ref,
             detail=detail,
             objects=tuple(SceneObject(e.id, b) for e, b in zip(entities, boxes)),
+            paraphrases=_paraphrases(cfg, spec, question, index),
         )
     raise ConfigError(
         f"could not lay out query {index} of split {cfg.split!r} in {_MAX_ATTEMPTS} attempts: "

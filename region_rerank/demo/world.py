@@ -204,6 +204,8 @@ def make_world(
                     "detail": q.detail,
                     "objects": [{"id": o.entity_id, "box": list(o.box)} for o in q.objects],
                 }
+                if q.paraphrases:
+                    record["paraphrases"] = list(q.paraphrases)
                 lines.append(_dumps(record))
                 bar.update(1)
         path = split_dir / "queries.jsonl"
@@ -220,6 +222,8 @@ def make_world(
     scene = asdict(configs["test"])
     for key in ("seed", "n_queries", "split"):
         scene.pop(key)
+    if not scene["paraphrases"]:
+        del scene["paraphrases"]  # worlds made without paraphrases keep their manifest
     scene["templates"] = list(scene["templates"])
     manifest = {
         "format": WORLD_FORMAT,

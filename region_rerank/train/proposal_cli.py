@@ -88,6 +88,13 @@ def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
         help="reward of FULL when the full image already ranks a positive first (default "
         "%(default)s); higher makes the policy keep the whole image more often",
     )
+    parser.add_argument(
+        "--resample-wording",
+        action="store_true",
+        help="train on the training queries' other wordings too (their 'paraphrases' field; "
+        "a generated world writes them with --paraphrases N): each time a query is sampled "
+        "the policy reads its question or one of its paraphrases",
+    )
     parser.add_argument("--unbalanced", action="store_true", help="plain group sampling")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument(
@@ -159,4 +166,5 @@ def run_proposal_training(args: argparse.Namespace) -> dict[str, Any]:
         train_split=args.train_split,
         val_split=args.val_split,
         val_fraction=args.val_fraction,
+        resample_wording=args.resample_wording,
     )

@@ -155,6 +155,7 @@ def train_proposal_policy(
     val_split: str | None = "val",
     val_fraction: float = 0.1,
     progress: bool = True,
+    resample_wording: bool = False,
 ) -> dict[str, Any]:
     """Features for ``data``'s training and validation queries (cached in ``out_dir``),
     r-GRPO training, the selected weights saved with their checksum, the reward curve and
@@ -180,6 +181,9 @@ def train_proposal_policy(
             none), recorded in the weights.
         train_split, val_split, val_fraction: See :func:`training_splits`.
         progress: Show progress bars while embedding.
+        resample_wording: Train on the ``paraphrases`` of the training queries as well:
+            each time a query is sampled, the policy reads its question or one of its
+            paraphrases, drawn uniformly (:mod:`region_rerank.train.wordings`).
 
     Returns:
         The summary (also written as ``summary.json`` and stored in the weights' card).
@@ -218,6 +222,10 @@ def train_proposal_policy(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     datasets = training_splits(data, train_split, val_split, val_fraction=val_fraction)
+    if resample_wording:
+        from region_rerank.train.wordings import require_paraphrases
+
+        require_paraphrases(datasets[0].queries)
     sets: dict[str, PolicyTrainingSet] = {}
     cache = EmbeddingCache()
     retrieval = cfg.reward.retrieval_weight > 0
@@ -243,8 +251,13 @@ def train_proposal_policy(
         )
         save_training_set(ts, path, source)
         sets[split] = ts
+    wordings = None
+    if resample_wording:
+        from region_rerank.train.wordings import build_question_wordings
+
+        wordings = build_question_wordings(datasets[0], sets["train"].query_ids, feature_encoder)
     feature_seconds = time.perf_counter() - t0
-    result = train_policy(sets["train"], sets["val"], cfg)
+    result = train_policy(sets["train"], sets["val"], cfg, wordings=wordings)
     summary: dict[str, Any] = {
         "data": str(data),
         "scorer": arch.scorer,
@@ -270,8 +283,11 @@ def train_proposal_policy(
             "seed": cfg.seed,
             "select_by": cfg.select_by,
             "reward": {**cfg.reward.__dict__, "weights": list(cfg.reward.weights)},
+            "resample_wording": resample_wording,
         },
     }
+    if wordings is not None:
+        summary["wordings_per_question"] = round(float(wordings.counts.float().mean()), 2)
     target = Path(weights_out) if weights_out else out / "proposal_policy.safetensors"
     meta = {"training": summary, "encoder": feature_encoder.card()}
     if proposal_detector is not None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import torch
 
     from region_rerank.train.policy_set import PolicyTrainingSet
+    from region_rerank.train.wordings import QuestionWordings
 
 __all__ = [
     "ProposalTrainingConfig",
@@ -173,6 +174,8 @@ def train_policy(
     train_set: PolicyTrainingSet,
     val_set: PolicyTrainingSet,
     config: ProposalTrainingConfig | None = None,
+    *,
+    wordings: QuestionWordings | None = None,
 ) -> TrainResult:
     """Train a fresh policy with r-GRPO on ``train_set``; select on ``val_set``.
 
@@ -181,6 +184,13 @@ def train_policy(
         val_set: The same for validation (model selection by greedy CondR@1, ties by
             mean reward).
         config: :class:`ProposalTrainingConfig`.
+        wordings: Several wordings of each training question
+            (:func:`~region_rerank.train.wordings.build_question_wordings`): each time a
+            query is sampled, the policy reads one of them, drawn uniformly (paraphrase
+            resampling). Validation always reads the questions as asked.
+
+    Raises:
+        ConfigError: ``wordings`` lacks a training query.
 
     Returns:
         A :class:`TrainResult` holding the selected network.
@@ -195,6 +205,8 @@ def train_policy(
     for p in ref.parameters():
         p.requires_grad_(False)
     train_set, val_set = train_set.for_reward(cfg.reward), val_set.for_reward(cfg.reward)
+    if wordings is not None:
+        wordings = wordings.subset(train_set.query_ids)
     rewards, _ = train_set.reward_table(cfg.reward)
     val_rewards, val_first = val_set.reward_table(cfg.reward)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -215,6 +227,8 @@ def train_policy(
         for b in range(0, n, cfg.batch_queries):
             idx = perm[b : b + cfg.batch_queries]
             inputs = _inputs(train_set, idx)
+            if wordings is not None:
+                inputs = (wordings.sample(idx, gen), *inputs[1:])
             with torch.no_grad():
                 old_logp = net(*inputs).log_softmax(-1)
                 ref_logp = ref(*inputs).log_softmax(-1)
