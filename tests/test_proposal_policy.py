@@ -224,6 +224,21 @@ def test_shipped_weights_load() -> None:
     assert sum(p.numel() for p in net.parameters()) * 4 < 1_000_000
 
 
+def test_the_paraphrased_policy_ships_verified_with_its_training_record() -> None:
+    from region_rerank.checksums import sha256_of
+    from region_rerank.croppers.proposal import PARAPHRASED_WEIGHTS_PATH, SHIPPED_WEIGHTS
+
+    assert SHIPPED_WEIGHTS["paraphrased"] == PARAPHRASED_WEIGHTS_PATH
+    expected = PARAPHRASED_WEIGHTS_PATH.with_suffix(".sha256").read_text().strip()
+    assert sha256_of(PARAPHRASED_WEIGHTS_PATH) == expected
+    _, arch, meta = load_proposal_policy(PARAPHRASED_WEIGHTS_PATH)
+    assert arch == load_proposal_policy()[1]  # the default policy's architecture
+    training = meta["training"]
+    assert training["config"]["resample_wording"] is True
+    assert training["wordings_per_question"] > 1
+    assert training["world"]["scene"]["paraphrases"] == 6
+
+
 def test_factory_builds_the_policy(tmp_path: Path) -> None:
     from region_rerank.factory import build_cropper
 

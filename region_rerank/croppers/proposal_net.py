@@ -34,6 +34,7 @@ __all__ = [
     "OBJECTS_WEIGHTS_PATH",
     "DENSE_OBJECTS_WEIGHTS_PATH",
     "OBJECTS_RETRIEVAL_WEIGHTS_PATH",
+    "PARAPHRASED_WEIGHTS_PATH",
     "SHIPPED_WEIGHTS",
     "PolicyArch",
     "build_policy_net",
@@ -63,12 +64,16 @@ DENSE_OBJECTS_WEIGHTS_PATH = WEIGHTS_PATH.with_name("proposal_policy_dense_objec
 OBJECTS_RETRIEVAL_WEIGHTS_PATH = WEIGHTS_PATH.with_name(
     "proposal_policy_objects_retrieval.safetensors"
 )
+#: The shipped default-architecture policy trained with paraphrase resampling
+#: (``train proposal --resample-wording``).
+PARAPHRASED_WEIGHTS_PATH = WEIGHTS_PATH.with_name("proposal_policy_paraphrased.safetensors")
 #: Shipped weights by their ``proposal:NAME`` spec argument.
 SHIPPED_WEIGHTS = {
     "dense": DENSE_WEIGHTS_PATH,
     "objects": OBJECTS_WEIGHTS_PATH,
     "dense-objects": DENSE_OBJECTS_WEIGHTS_PATH,
     "objects-retrieval": OBJECTS_RETRIEVAL_WEIGHTS_PATH,
+    "paraphrased": PARAPHRASED_WEIGHTS_PATH,
 }
 GEOMETRY_DIM = 16
 #: Extra geometry features of a policy with a detector: the detector-box flag, then each

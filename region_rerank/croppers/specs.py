@@ -125,7 +125,8 @@ CROPPERS: dict[str, ComponentSpec] = {
             "the light learned policy over proposals (shipped weights by default; "
             "proposal:dense the shipped scorer-independent ones, proposal:objects the ones "
             "with the demo detector's object boxes, proposal:dense-objects both, "
-            "proposal:objects-retrieval the box policy trained for retrieval as well)",
+            "proposal:objects-retrieval the box policy trained for retrieval as well, "
+            "proposal:paraphrased the default one trained on several wordings per question)",
             _proposal,
         ),
         ComponentSpec("fake", None, False, False, "scripted test cropper (always FULL)", _fake),

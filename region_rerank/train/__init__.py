@@ -11,7 +11,8 @@
   pools (only queries whose pool holds a positive, or, with an index of the KB, whose
   positive is indexed; candidate embeddings computed once);
   :mod:`region_rerank.train.policy_set` -- the light policy's training set (every action's
-  features and pool scores, computed once).
+  features and pool scores, computed once); :mod:`region_rerank.train.wordings` -- other
+  wordings of each training question, for paraphrase resampling.
 * :mod:`region_rerank.train.proposal_trainer` -- the compact r-GRPO loop that trains the
   light learned cropper :class:`~region_rerank.croppers.proposal.ProposalPolicyCropper`;
   :mod:`region_rerank.train.proposal_run` -- training it on a dataset folder (the demo
