@@ -92,6 +92,55 @@ def test_training_reads_the_sampled_wordings() -> None:
         train_policy(train, val, cfg, wordings=bad)
     with pytest.raises(ConfigError, match="no wordings for"):
         train_policy(train, val, cfg, wordings=wordings.subset(train.query_ids[:3]))
+    # Wordings from another encoder (same width) or of another shape are refused.
+    other = QuestionWordings(
+        wordings.query_ids, torch.randn_like(wordings.embeddings), wordings.counts
+    )
+    with pytest.raises(ConfigError, match="not the training set's questions"):
+        train_policy(train, val, cfg, wordings=other)
+    words = QuestionWordings(
+        wordings.query_ids, wordings.embeddings[:, :, None].expand(-1, -1, 3, -1), wordings.counts
+    )
+    with pytest.raises(ConfigError, match="shape"):
+        train_policy(train, val, cfg, wordings=words)
+
+
+class _WordEncoder:
+    """Word vectors: one row per word (a fixed random vector per distinct word), zero-padded
+    to the longest text of each call, like the dense encoder's MiniLM word vectors."""
+
+    dim = 8
+    question_words = True
+
+    def __init__(self) -> None:
+        self.table: dict[str, torch.Tensor] = {}
+
+    def encode_questions(self, texts: list[str]) -> torch.Tensor:
+        rows = [[self.table.setdefault(w, torch.randn(self.dim)) for w in t.split()] for t in texts]
+        out = torch.zeros(len(texts), max(len(r) for r in rows), self.dim)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = torch.stack(r)
+        return out
+
+
+def test_word_vector_wordings_are_padded_per_query_and_checked() -> None:
+    ds = _with_paraphrases(_dataset(5, 3))
+    encoder = _WordEncoder()
+    ids = [q.id for q in ds.queries]
+    w = build_question_wordings(ds, ids, encoder, batch_size=3)  # batches of other widths
+    longest = max(len(t.split()) for q in ds.queries for t in [q.question, *paraphrases_of(q)])
+    assert w.embeddings.shape == (5, 2, longest, 8)
+    for i, q in enumerate(ds.queries):
+        for j, text in enumerate([q.question, *paraphrases_of(q)]):
+            n = len(text.split())
+            assert torch.equal(w.embeddings[i, j, :n], encoder.encode_questions([text])[0])
+            assert not w.embeddings[i, j, n:].any()
+    drawn = w.sample(torch.arange(5), torch.Generator().manual_seed(1))
+    assert drawn.shape == (5, longest, 8)
+    questions = encoder.encode_questions([q.question for q in ds.queries])
+    w.check_questions(questions)  # a different padding width is not a difference
+    with pytest.raises(ConfigError, match="not the training set's questions"):
+        w.check_questions(questions.flip(0))
 
 
 @pytest.mark.slow

@@ -126,7 +126,8 @@ def make_world(
         kb_image_size: Side of the reference images in pixels.
         **scene_overrides: Any other :class:`~region_rerank.demo.scenes.SceneConfig`
             field (``distractors``, ``target_scale``, ``distractor_scale``, ``clutter``,
-            ``canvas_size``, ``templates``, ``question_types``), applied to every split.
+            ``canvas_size``, ``templates``, ``question_types``, ``phrasing``,
+            ``balance_subtypes``, ``paraphrases``), applied to every split.
 
     Returns:
         The written paths.

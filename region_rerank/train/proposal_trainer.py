@@ -190,7 +190,8 @@ def train_policy(
             resampling). Validation always reads the questions as asked.
 
     Raises:
-        ConfigError: ``wordings`` lacks a training query.
+        ConfigError: ``wordings`` lacks a training query, or its first wordings are not
+            the training set's questions (another encoder or shape).
 
     Returns:
         A :class:`TrainResult` holding the selected network.
@@ -207,6 +208,9 @@ def train_policy(
     train_set, val_set = train_set.for_reward(cfg.reward), val_set.for_reward(cfg.reward)
     if wordings is not None:
         wordings = wordings.subset(train_set.query_ids)
+        wordings.check_questions(train_set.question)
+        if not bool((wordings.counts > 1).any()):
+            logger.warning("none of the trained queries has a paraphrase: nothing to resample")
     rewards, _ = train_set.reward_table(cfg.reward)
     val_rewards, val_first = val_set.reward_table(cfg.reward)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -8,6 +8,9 @@ with the policy's own question encoder; during training
 query is sampled its question is drawn uniformly among those wordings, so the policy learns
 one decision for every way of asking and leans less on any one wording. The views, the
 rewards and the validation set are unchanged: only the question the policy reads varies.
+The wordings are held in memory padded to the most wordings and (for word vectors) the most
+words of any query: ``Q x V x D`` floats (``Q x V x T x D``), e.g. 1,500 queries x 7 wordings
+x 384 dimensions = 16 MB.
 
 Example:
     >>> wordings = build_question_wordings(dataset, train_set.query_ids, encoder)  # doctest: +SKIP
@@ -65,6 +68,28 @@ class QuestionWordings:
         pick = (torch.rand(len(index), generator=generator) * counts).long()
         pick = torch.minimum(pick, counts - 1)
         return self.embeddings[index, pick]
+
+    def check_questions(self, question: torch.Tensor) -> None:
+        """Raise :class:`ConfigError` unless wording 0 of each query is ``question`` (the
+        training set's question features, same queries and order): wordings embedded by
+        another encoder, or in another shape, would train the policy on another space."""
+        import torch
+
+        own = self.embeddings[:, 0]
+        if own.dim() != question.dim() or own.shape[-1] != question.shape[-1]:
+            raise ConfigError(
+                f"the wordings have shape {tuple(own.shape)} per query but the training set's "
+                f"questions {tuple(question.shape)}: embed them with the policy's encoder"
+            )
+        if own.dim() == 3:  # word vectors: compare on a common number of words
+            words = max(own.shape[1], question.shape[1])
+            own = torch.nn.functional.pad(own, (0, 0, 0, words - own.shape[1]))
+            question = torch.nn.functional.pad(question, (0, 0, 0, words - question.shape[1]))
+        if not torch.allclose(own, question.float(), atol=1e-4):
+            raise ConfigError(
+                "the wordings' first entries are not the training set's questions: embed "
+                "them with the encoder the training set was built with"
+            )
 
     def subset(self, query_ids: Sequence[str]) -> QuestionWordings:
         """The wordings of ``query_ids``, in that order.
