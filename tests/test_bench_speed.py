@@ -35,10 +35,16 @@ def test_quick_run_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFix
     assert figures["tensor_crop_mean_abs_diff"] < 1e-3  # same pixels as the processor
     ratios = figures["cropper_cost_ratio"]
     croppers = {"full", "center", "random", "text_match", "proposal", "proposal_dense"}
-    shipped = {"proposal_objects", "proposal_dense_objects", "proposal_objects_retrieval"}
+    shipped = {
+        "proposal_objects",
+        "proposal_dense_objects",
+        "proposal_objects_retrieval",
+        "proposal_paraphrased",
+    }
     assert set(ratios) == croppers | shipped
     assert figures["dense_cropper_cost_ratio"] == ratios["proposal_dense"]
     flops = figures["light_cropper_gflops"]  # one dense forward vs 62 crops through the scorer
+    assert flops["proposal_paraphrased"] == flops["proposal"]  # the same architecture
     assert 0 < flops["proposal_dense"] < flops["proposal"] / 5
     assert flops["proposal_objects"] > flops["proposal"]  # a detector forward, more views
     # one dense forward and one detector forward, still far below the scorer's views

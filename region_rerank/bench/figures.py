@@ -44,7 +44,7 @@ class Bench:
         self.settings = settings
         self.scorer = DemoScorer(model_options=ModelOptions(device="cpu"))
         self.proposal = ProposalPolicyCropper(self.scorer)
-        shipped = {  # proposal_dense, proposal_objects, proposal_dense_objects
+        shipped = {  # proposal_dense, proposal_objects, ..., one per SHIPPED_WEIGHTS entry
             "proposal_" + name.replace("-", "_"): ProposalPolicyCropper(self.scorer, path)
             for name, path in SHIPPED_WEIGHTS.items()
         }
