@@ -211,7 +211,9 @@ class SceneConfig:
         if not isinstance(self.balance_subtypes, bool):
             raise ConfigError(f"balance_subtypes={self.balance_subtypes!r} must be a bool")
         if isinstance(self.paraphrases, bool) or not isinstance(self.paraphrases, int):
-            raise ConfigError(f"paraphrases={self.paraphrases!r} must be an int in [0, 32]")
+            raise ConfigError(
+                f"paraphrases={self.paraphrases!r} must be an int in [0, {MAX_PARAPHRASES}]"
+            )
         check_range("paraphrases", self.paraphrases, 0, MAX_PARAPHRASES)
         if isinstance(self.templates, (str, os.PathLike)):
             setv(self, "templates_source", str(self.templates))

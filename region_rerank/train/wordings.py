@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from region_rerank.errors import ConfigError
 
@@ -139,11 +139,15 @@ def require_paraphrases(queries: Sequence[Any]) -> None:
     """Raise :class:`ConfigError` (before any feature is computed) unless some of
     ``queries`` have a paraphrase: resampling would change nothing."""
     if not any(paraphrases_of(q) for q in queries):
-        raise ConfigError(
-            f"no training query has a {PARAPHRASES_FIELD!r} field: give queries other "
-            "wordings of their question (the demo world: --paraphrases N) or train without "
-            "resampling the wording"
-        )
+        _no_paraphrases()
+
+
+def _no_paraphrases() -> NoReturn:
+    raise ConfigError(
+        f"no training query has a {PARAPHRASES_FIELD!r} field: give queries other "
+        "wordings of their question (the demo world: --paraphrases N) or train without "
+        "resampling the wording"
+    )
 
 
 def build_question_wordings(
@@ -164,7 +168,8 @@ def build_question_wordings(
     if missing:
         raise ConfigError(f"{len(missing)} training queries are not in the dataset: {missing[:3]}")
     texts = [[by_id[qid].question, *paraphrases_of(by_id[qid])] for qid in query_ids]
-    require_paraphrases([by_id[qid] for qid in query_ids])
+    if not any(len(group) > 1 for group in texts):
+        _no_paraphrases()
     flat = [t for group in texts for t in group]
     parts = [
         encoder.encode_questions(flat[i : i + batch_size]).float().cpu()
