@@ -11,8 +11,17 @@ import pytest
 import torch
 
 from region_rerank import ConfigError, ProposalPolicyCropper, Query
-from region_rerank.croppers.encoder_specs import DENSE_DEMO, build_policy_encoder
-from region_rerank.croppers.policy_encoder import DenseRegionEncoder, StaticWordEncoder, ViewEncoder
+from region_rerank.croppers.encoder_specs import (
+    DENSE_DEMO,
+    DENSE_DEMO_SENTENCE,
+    build_policy_encoder,
+)
+from region_rerank.croppers.policy_encoder import (
+    DenseRegionEncoder,
+    SentenceEncoder,
+    StaticWordEncoder,
+    ViewEncoder,
+)
 from region_rerank.croppers.proposal import PolicyArch, build_policy_net, save_proposal_policy
 from region_rerank.demo.policy_encoder import demo_dense_encoder
 from region_rerank.demo.scorer import DemoScorer
@@ -117,6 +126,39 @@ def test_dense_encoder_one_forward_pools_every_box(words: CountingModel) -> None
 def test_dense_encoder_refuses_a_tower_it_cannot_split(words: CountingModel) -> None:
     with pytest.raises(ConfigError, match="trunk, AdaptiveAvgPool2d"):
         DenseRegionEncoder(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), StaticWordEncoder(words))
+
+
+def test_sentence_question_encoder_reads_the_whole_question(words: CountingModel) -> None:
+    enc = build_policy_encoder(DENSE_DEMO_SENTENCE)
+    static = _demo_dense(words)
+    card = enc.card()
+    assert card["text"] == "sentence:all-MiniLM-L6-v2" and card["question"] == "sentence"
+    assert {k: v for k, v in card.items() if k not in ("text", "question")} == {
+        k: v for k, v in static.card().items() if k not in ("text", "question")
+    }  # the same image side as dense:demo
+    assert enc.question_words is False
+    qs = ["the object left of the red circle", "the red object left of the circle"]
+    q = enc.encode_questions(qs)
+    torch.testing.assert_close(q, load_text_model("cpu").encode(qs))  # one pass per question
+    bag = static.text.encode(qs)  # the same words: one bag, two sentences
+    torch.testing.assert_close(bag[0], bag[1])
+    assert (q[0] - q[1]).abs().max() > 1e-3
+    assert enc.encode_questions([]).shape == (0, enc.dim)
+    views = [[None, Box(10, 10, 60, 60)]]
+    torch.testing.assert_close(
+        enc.encode_views([_scene()], views)[0], static.encode_views([_scene()], views)[0]
+    )
+    with pytest.raises(ConfigError, match="words=True needs word vectors"):
+        DenseRegionEncoder(enc.trunk, SentenceEncoder(words), words=True)
+
+
+def test_a_word_vector_policy_refuses_the_sentence_encoder(
+    tmp_path: Path, words: CountingModel
+) -> None:
+    path = tmp_path / "p.safetensors"
+    _dense_policy(path, _demo_dense(words))
+    with pytest.raises(ConfigError, match="text"):
+        ProposalPolicyCropper(weights=path, encoder=build_policy_encoder(DENSE_DEMO_SENTENCE))
 
 
 def test_build_policy_encoder_specs() -> None:

@@ -3,7 +3,8 @@ into a :class:`~region_rerank.croppers.policy_encoder.PolicyEncoder`, and what
 ``PolicyArch.detector`` names (extra proposal boxes).
 
 Encoders: ``scorer`` (the re-ranking scorer's own view embeddings), ``dense:demo`` (the
-demo world's fixed encoder), ``dense:clip:MODEL`` and any scorer spec. Detectors: ``demo``
+demo world's fixed encoder; ``dense:demo:sentence`` with sentence embeddings of the
+question), ``dense:clip:MODEL`` and any scorer spec. Detectors: ``demo``
 (the demo world's object detector). This is the one core module, with the scorer registry,
 allowed to import the demo package, lazily, when a ``demo`` spec is built.
 """
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCORER_ENCODER",
     "DENSE_DEMO",
+    "DENSE_DEMO_SENTENCE",
     "DEMO_DETECTOR",
     "build_policy_encoder",
     "build_proposal_detector",
@@ -30,6 +32,8 @@ __all__ = [
 SCORER_ENCODER = "scorer"
 #: The scorer-independent encoder built on the demo image tower and MiniLM word vectors.
 DENSE_DEMO = "dense:demo"
+#: The same views; the question as MiniLM's embedding of the whole question.
+DENSE_DEMO_SENTENCE = "dense:demo:sentence"
 
 
 def build_policy_encoder(
@@ -43,7 +47,8 @@ def build_policy_encoder(
     """The encoder named by ``spec``.
 
     Args:
-        spec: ``scorer`` (the given scorer's views), ``dense:demo``, ``dense:clip:MODEL``
+        spec: ``scorer`` (the given scorer's views), ``dense:demo``,
+            ``dense:demo:sentence``, ``dense:clip:MODEL``
             (:class:`~region_rerank.croppers.policy_encoder.ClipDenseEncoder`), or a scorer
             spec (``demo``, ``clip:MODEL``, ``st:MODEL``...) whose views are the features.
         scorer: The re-ranking scorer (needed for ``scorer``; reused by
@@ -51,7 +56,8 @@ def build_policy_encoder(
         model_options: Device / dtype of what is built.
         batch_size: Views per forward pass of a
             :class:`~region_rerank.croppers.policy_encoder.ViewEncoder`.
-        question_words: ``dense:demo`` gives questions as word vectors (else their mean).
+        question_words: ``dense:demo`` gives questions as word vectors (else their mean);
+            ``dense:demo:sentence`` always gives one vector per question.
 
     Raises:
         ConfigError: ``scorer`` without a scorer, or an unknown ``dense:`` model.
@@ -65,12 +71,14 @@ def build_policy_encoder(
                 "the 'scorer' policy encoder needs the scorer the policy was trained with"
             )
         return ViewEncoder(scorer, spec, batch_size=batch_size)
-    if spec == DENSE_DEMO:
+    if spec in (DENSE_DEMO, DENSE_DEMO_SENTENCE):
         from region_rerank.demo.policy_encoder import demo_dense_encoder
         from region_rerank.device import resolve_device
 
         device = resolve_device(model_options_or_default(model_options).device)
-        return demo_dense_encoder(device, words=question_words)
+        return demo_dense_encoder(
+            device, words=question_words, sentence=spec == DENSE_DEMO_SENTENCE
+        )
     if spec.startswith("dense:clip:"):
         model_id = spec.removeprefix("dense:clip:")
         same = scorer is not None and getattr(scorer, "name", None) == f"clip:{model_id}"
@@ -78,7 +86,8 @@ def build_policy_encoder(
         return ClipDenseEncoder(clip)
     if spec.startswith("dense:"):
         raise ConfigError(
-            f"unknown dense policy encoder {spec!r}; available: {DENSE_DEMO!r}, 'dense:clip:MODEL'"
+            f"unknown dense policy encoder {spec!r}; available: {DENSE_DEMO!r}, "
+            f"{DENSE_DEMO_SENTENCE!r}, 'dense:clip:MODEL'"
         )
     return ViewEncoder(build_scorer(spec, model_options=model_options), spec, batch_size=batch_size)
 

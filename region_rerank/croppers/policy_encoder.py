@@ -12,6 +12,9 @@ Encoders are named by the spec recorded in a policy's weights
   feature map; every proposal box is pooled from it (RoI-align) and projected. The
   question goes through :class:`StaticWordEncoder`, a memoised bag of word vectors. Its
   cost is the same whatever the scorer, so one trained policy decides for any scorer.
+* ``dense:demo:sentence`` -- the same views; the question through
+  :class:`SentenceEncoder`, one pass of the full text model over the whole question (word
+  order and context kept, at the cost of that pass on every new question).
 * ``dense:clip:MODEL`` -- :class:`ClipDenseEncoder`: the same idea on real images, with a
   CLIP vision tower's patch grid (one forward, RoI-pooled) and CLIP's text tower.
 
@@ -43,6 +46,7 @@ __all__ = [
     "PolicyEncoder",
     "ViewEncoder",
     "StaticWordEncoder",
+    "SentenceEncoder",
     "DenseRegionEncoder",
     "ClipDenseEncoder",
     "check_encoder_card",
@@ -135,6 +139,9 @@ class StaticWordEncoder:
         max_words: Memoised words kept (least recently used dropped first).
     """
 
+    #: How the card names this kind of question encoder.
+    kind = "static-words"
+
     def __init__(
         self, model: Any, *, name: str = "all-MiniLM-L6-v2", max_words: int = 50_000
     ) -> None:
@@ -195,6 +202,41 @@ class StaticWordEncoder:
         return F.normalize(torch.stack(out), dim=-1) if out else torch.zeros(0, self.dim)
 
 
+class SentenceEncoder:
+    """A question as the text model's embedding of the whole question: one contextual pass
+    per question, so word order and the words around each word count ("the lowest item" is
+    not a bag of "lowest" and "item"). Nothing is memoised.
+
+    Args:
+        model: A text encoder with ``encode(texts) -> N x D`` normalised tensors (e.g. the
+            demo MiniLM tower).
+        name: The model's name in the card.
+    """
+
+    #: How the card names this kind of question encoder.
+    kind = "sentence"
+
+    def __init__(self, model: Any, *, name: str = "all-MiniLM-L6-v2") -> None:
+        self.model = model
+        self.name = name
+        self._dim: int | None = None
+
+    @property
+    def dim(self) -> int:
+        """The text model's embedding dimension."""
+        if self._dim is None:
+            self._dim = int(self.model.encode(["a"]).shape[1])
+        return self._dim
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """``N x D`` normalised question vectors."""
+        import torch
+
+        if not texts:
+            return torch.zeros(0, self.dim)
+        return self.model.encode(list(texts)).float().cpu()
+
+
 class DenseRegionEncoder:
     """Proposal features from one dense forward: a CNN trunk over the whole image resized to
     ``input_size`` square, RoI-align of every box on its feature map, mean over the bins and
@@ -207,7 +249,7 @@ class DenseRegionEncoder:
     Args:
         tower: An ``nn.Sequential`` ending with ``AdaptiveAvgPool2d, Flatten, Linear`` (the
             demo tower's layout).
-        text: The question encoder.
+        text: The question encoder (:class:`StaticWordEncoder` or :class:`SentenceEncoder`).
         mean, std: Per-channel normalisation of the tower's input.
         input_size: Side of the square the image is resized to.
         stride: The trunk's total stride (16 for the demo tower).
@@ -215,13 +257,18 @@ class DenseRegionEncoder:
         tower_name, tower_sha256: The image model's name and checksum in the card.
         device: Where the trunk runs.
         words: Give questions as word vectors (for a policy that pools them with learned
-            attention, ``PolicyArch.question_words``), else as their mean.
+            attention, ``PolicyArch.question_words``; a :class:`StaticWordEncoder` only),
+            else one vector per question.
+
+    Raises:
+        ConfigError: A tower of another layout, or ``words`` with a question encoder
+            that has no word vectors.
     """
 
     def __init__(
         self,
         tower: torch.nn.Module,
-        text: StaticWordEncoder,
+        text: StaticWordEncoder | SentenceEncoder,
         *,
         mean: Sequence[float] = (0.5, 0.5, 0.5),
         std: Sequence[float] = (0.25, 0.25, 0.25),
@@ -237,6 +284,11 @@ class DenseRegionEncoder:
 
         check_range("input_size", input_size, stride)
         check_range("bins", bins, 1)
+        if words and not isinstance(text, StaticWordEncoder):
+            raise ConfigError(
+                f"words=True needs word vectors; a {type(text).__name__} gives one vector "
+                "per question (use words=False)"
+            )
         layers = list(tower.children())
         if len(layers) < 4 or not isinstance(layers[-1], torch.nn.Linear):
             raise ConfigError(
@@ -275,13 +327,20 @@ class DenseRegionEncoder:
             "image_sha256": self.tower_sha256,
             "input_size": self.input_size,
             "bins": self.bins,
-            "text": f"static-words:{self.text.name}",
-            "question": "words" if self.words else "mean",
+            "text": f"{self.text.kind}:{self.text.name}",
+            "question": self._question_form(),
             "dim": self.dim,
         }
 
+    def _question_form(self) -> str:
+        if isinstance(self.text, StaticWordEncoder):
+            return "words" if self.words else "mean"
+        return self.text.kind
+
     def encode_questions(self, questions: Sequence[str]) -> torch.Tensor:
-        return self.text.encode_words(questions) if self.words else self.text.encode(questions)
+        if self.words and isinstance(self.text, StaticWordEncoder):
+            return self.text.encode_words(questions)
+        return self.text.encode(questions)
 
     def encode_views(
         self, images: Sequence[Image.Image], views: Sequence[Sequence[Box | None]]

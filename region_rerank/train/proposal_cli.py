@@ -51,7 +51,8 @@ def add_proposal_arguments(parser: argparse.ArgumentParser) -> None:
         default="scorer",
         help="what the policy reads: 'scorer' (the scorer's embedding of every proposal "
         "crop; default), 'dense:demo' (a fixed encoder independent of the scorer: one demo "
-        "CNN forward per image, RoI-pooled, and MiniLM word vectors), or a scorer spec "
+        "CNN forward per image, RoI-pooled, and MiniLM word vectors), 'dense:demo:sentence' "
+        "(the same views, the question as MiniLM's sentence embedding), or a scorer spec "
         "(crops through that model)",
     )
     parser.add_argument(
