@@ -7,13 +7,14 @@
 - ``region-rerank eval --data DIR [--split S] --cropper [NAME=]SPEC ... --scorer SPEC
   --out DIR``: compare croppers (plus the full-image baseline; ``oracle`` crops the
   ground-truth box), resumably, write the report folder and print the Markdown table.
-- ``region-rerank bench speed [--repeats N] [--json PATH] [--quick]``: measure the speed
-  figures (:mod:`region_rerank.bench.speed`) and print them as a table.
+- ``region-rerank bench speed [--repeats N] [--json PATH] [--quick] [--cropper [NAME=]SPEC]``:
+  measure the speed figures (:mod:`region_rerank.bench.speed`) and print them as a table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -110,6 +111,13 @@ def _add_bench_parser(sub: Any) -> None:
     speed.add_argument("--repeats", type=int, default=9, help="timed runs per figure (median)")
     speed.add_argument(
         "--quick", action="store_true", help="1 run of small sizes (CI smoke run; no figures)"
+    )
+    speed.add_argument(
+        "--cropper",
+        action="append",
+        metavar="[NAME=]SPEC",
+        help="also time this cropper in the cropper cost figure (repeatable), e.g. "
+        "mine=proposal:out/p/proposal_policy.safetensors",
     )
 
 
@@ -364,7 +372,9 @@ def _bench_make(args: argparse.Namespace) -> int:
 def _bench_speed(args: argparse.Namespace) -> int:
     from region_rerank.bench.speed import SpeedSettings, format_table, run_speed_bench
 
-    settings = SpeedSettings.quick() if args.quick else SpeedSettings(repeats=args.repeats)
+    extra = tuple(_method_specs(args.cropper).items()) if args.cropper else ()
+    base = SpeedSettings.quick() if args.quick else SpeedSettings(repeats=args.repeats)
+    settings = dataclasses.replace(base, croppers=extra)
     print(format_table(run_speed_bench(settings, args.json)), end="")
     if args.json:
         print(f"wrote {args.json}")

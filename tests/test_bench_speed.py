@@ -71,11 +71,32 @@ def test_quick_run_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFix
     assert report["machine"]["cores"] >= 1 and report["settings"]["repeats"] == 1
 
 
+def test_quick_run_times_a_cropper_of_your_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from region_rerank.croppers.proposal import DENSE_WEIGHTS_PATH
+
+    out = tmp_path / "speed.json"
+    mine = f"mine=proposal:{DENSE_WEIGHTS_PATH}"
+    assert main(["bench", "speed", "--quick", "--json", str(out), "--cropper", mine]) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert math.isfinite(figures["cropper_cost_ratio"]["mine"])
+    assert figures["cropper_s"]["mine"] > 0
+    # the same weights as the shipped proposal_dense: the same FLOPs per decision
+    flops = figures["light_cropper_gflops"]
+    assert flops["mine"] == pytest.approx(flops["proposal_dense"])
+    capsys.readouterr()
+    assert main(["bench", "speed", "--quick", "--cropper", "full=center"]) == 2
+    assert "taken by a built-in one" in capsys.readouterr().err
+
+
 def test_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match="repeats"):
         SpeedSettings(repeats=0)
     with pytest.raises(ConfigError, match="pool_sizes"):
         SpeedSettings(pool_sizes=(100, 20))
+    with pytest.raises(ConfigError, match="given twice"):
+        SpeedSettings(croppers=(("a", "center"), ("a", "random")))
     assert main(["bench", "speed", "--repeats", "0"]) == 2
 
 

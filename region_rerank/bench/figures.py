@@ -17,6 +17,7 @@ from region_rerank.bench.cache_memory import measure_cache_memory
 from region_rerank.bench.retrieval_speed import retrieval_figure
 from region_rerank.bench.timing import ForwardTimer, paired_medians
 from region_rerank.bench.workload import Workload, make_workload
+from region_rerank.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,6 +38,7 @@ class Bench:
         from region_rerank.croppers.baselines import CenterCropper, RandomCropper
         from region_rerank.croppers.full import FullImageCropper
         from region_rerank.croppers.proposal import SHIPPED_WEIGHTS, ProposalPolicyCropper
+        from region_rerank.croppers.specs import build_cropper
         from region_rerank.croppers.text_match import TextMatchCropper
         from region_rerank.demo.scorer import DemoScorer
         from region_rerank.model_options import ModelOptions
@@ -57,6 +59,12 @@ class Bench:
             "proposal": self.proposal,
             **shipped,
         }
+        for name, spec in settings.croppers:  # the user's own, e.g. weights they trained
+            if name in self.croppers:
+                raise ConfigError(
+                    f"cropper name {name!r} is taken by a built-in one: {sorted(self.croppers)}"
+                )
+            self.croppers[name] = build_cropper(spec, scorer=self.scorer)
         n_queries = max(settings.batch_queries, 4)
         self.world: Workload = make_workload(n_queries, max(settings.pool_sizes[1], 100))
         self.scorer_modules = [self.scorer.tower, self.scorer.text_model]
@@ -250,6 +258,8 @@ def _crop_seconds(rr: Any, query: Any, pool: Any) -> float:
 
 
 def _cropper_figure(b: Bench) -> dict[str, Any]:
+    from region_rerank.croppers.proposal import ProposalPolicyCropper
+
     small, large = b.settings.pool_sizes
     query = b.world.queries[2]
     pool_small, pool_large = b.world.pool(2, small), b.world.pool(2, large)
@@ -284,9 +294,9 @@ def _cropper_figure(b: Bench) -> dict[str, Any]:
         "cropper_cost_ratio": ratio,
         "dense_cropper_cost_ratio": ratio["proposal_dense"],
         "light_cropper_gflops": {
-            name: _decision_flops(b.croppers[name], query) / 1e9
-            for name in b.croppers
-            if name.startswith("proposal")
+            name: _decision_flops(cropper, query) / 1e9
+            for name, cropper in b.croppers.items()
+            if isinstance(cropper, ProposalPolicyCropper)
         },
         f"cropper_cost_k{large}_over_k{small}": growth,
         "light_cropper_s": wall,

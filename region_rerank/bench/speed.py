@@ -79,6 +79,9 @@ class SpeedSettings:
         cache_entries: Embeddings stored by the cache-memory figure.
         crop_boxes: Proposal crops of the tensor-crop figure.
         pool_sizes: ``(small, large)`` K of the scaling figure.
+        croppers: More croppers timed by the cropper figure, as ``(name, spec)`` pairs
+            (e.g. ``("mine", "proposal:out/p/proposal_policy.safetensors")``: a policy you
+            trained, against a plain re-rank); built with the demo scorer.
     """
 
     repeats: int = 9
@@ -87,12 +90,16 @@ class SpeedSettings:
     cache_entries: int = 10_000
     crop_boxes: int = 16
     pool_sizes: tuple[int, int] = (20, 100)
+    croppers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("repeats", "batch_queries", "cache_candidates", "cache_entries", "crop_boxes"):
             check_int(name, getattr(self, name), 1)
         if not 1 <= self.pool_sizes[0] < self.pool_sizes[1]:
             raise ConfigError(f"pool_sizes={self.pool_sizes!r} must be (small, large), 1 <= small")
+        names = [name for name, _ in self.croppers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"croppers: a name is given twice in {names}")
 
     @classmethod
     def quick(cls) -> SpeedSettings:
