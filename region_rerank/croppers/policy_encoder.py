@@ -124,7 +124,27 @@ class ViewEncoder:
         return [e.float().cpu() for e in emb]
 
 
-class StaticWordEncoder:
+class _TextModelQuestions:
+    """A question encoder over a text model with ``encode(texts) -> N x D``, named in the
+    card as ``kind:name``."""
+
+    #: How the card names this kind of question encoder.
+    kind = ""
+
+    def __init__(self, model: Any, *, name: str = "all-MiniLM-L6-v2") -> None:
+        self.model = model
+        self.name = name
+        self._dim: int | None = None
+
+    @property
+    def dim(self) -> int:
+        """The text model's embedding dimension."""
+        if self._dim is None:
+            self._dim = int(self.model.encode(["a"]).shape[1])
+        return self._dim
+
+
+class StaticWordEncoder(_TextModelQuestions):
     """A question as the normalised mean of its words' vectors; each word's vector is the
     text model's embedding of that word alone, computed once and memoised.
 
@@ -139,25 +159,15 @@ class StaticWordEncoder:
         max_words: Memoised words kept (least recently used dropped first).
     """
 
-    #: How the card names this kind of question encoder.
     kind = "static-words"
 
     def __init__(
         self, model: Any, *, name: str = "all-MiniLM-L6-v2", max_words: int = 50_000
     ) -> None:
         check_range("max_words", max_words, 1)
-        self.model = model
-        self.name = name
+        super().__init__(model, name=name)
         self.max_words = max_words
         self._memo: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._dim: int | None = None
-
-    @property
-    def dim(self) -> int:
-        """The text model's embedding dimension."""
-        if self._dim is None:
-            self._dim = int(self.model.encode(["a"]).shape[1])
-        return self._dim
 
     @staticmethod
     def words(text: str) -> list[str]:
@@ -202,7 +212,7 @@ class StaticWordEncoder:
         return F.normalize(torch.stack(out), dim=-1) if out else torch.zeros(0, self.dim)
 
 
-class SentenceEncoder:
+class SentenceEncoder(_TextModelQuestions):
     """A question as the text model's embedding of the whole question: one contextual pass
     per question, so word order and the words around each word count ("the lowest item" is
     not a bag of "lowest" and "item"). Nothing is memoised.
@@ -213,20 +223,7 @@ class SentenceEncoder:
         name: The model's name in the card.
     """
 
-    #: How the card names this kind of question encoder.
     kind = "sentence"
-
-    def __init__(self, model: Any, *, name: str = "all-MiniLM-L6-v2") -> None:
-        self.model = model
-        self.name = name
-        self._dim: int | None = None
-
-    @property
-    def dim(self) -> int:
-        """The text model's embedding dimension."""
-        if self._dim is None:
-            self._dim = int(self.model.encode(["a"]).shape[1])
-        return self._dim
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """``N x D`` normalised question vectors."""
