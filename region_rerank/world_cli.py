@@ -47,7 +47,7 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--phrasing",
         help="phrasing families: default (the original wording) | train (plain, synonyms, "
-        "colloquial) | heldout (evaluation only) | comma-separated family names",
+        "colloquial) | heldout, heldout2 (evaluation only) | comma-separated family names",
     )
     parser.add_argument(
         "--paraphrases",

@@ -11,6 +11,9 @@ anchor object); a phrasing family says *how* that is worded. Families:
 * ``heldout``: words and question frames that no training family uses ("upper-left",
   "the item that is bigger than all the others", "covered in stripes", ...). It exists to
   measure how a policy copes with phrasings it never saw: use it for evaluation only.
+* ``heldout2``: a second evaluation-only family ("the piece closest to the left edge",
+  "the piece that takes up the least space", "painted red", ...), written after policies
+  had been measured on ``heldout`` and before any was measured on it.
 
 Each query draws its wording from its own random stream, separate from the scene's, so
 one seed gives the same scenes (images, targets, boxes) under every family and only the
@@ -275,14 +278,60 @@ _HELDOUT = PhrasingFamily(
     ),
 )
 
+#: A second evaluation-only family, written after policies had been measured on the first
+#: and before any policy was measured on it: a check that a figure measured on ``heldout``
+#: is not a property of that one family.
+_HELDOUT2 = PhrasingFamily(
+    "heldout2",
+    {
+        "corner": _table(
+            {c: (f"the piece near the {c.replace('-', ' ')} of the image",) for c in _CORNER_WORDS}
+        ),
+        "extreme": _table(
+            {
+                "left": ("the piece closest to the left edge",),
+                "right": ("the piece closest to the right edge",),
+                "top": ("the piece closest to the top edge",),
+                "bottom": ("the piece closest to the bottom edge",),
+            }
+        ),
+        "size": _table(
+            {
+                "largest": ("the piece that takes up the most space",),
+                "smallest": ("the piece that takes up the least space",),
+            }
+        ),
+        "colour": _fill("the piece painted {value}"),
+        "pattern": _fill("the piece with a {pattern_word} texture"),
+        "shape": _fill("the piece in the shape of a {value}"),
+        "relation": _relation(
+            {
+                "left": ("just left of",),
+                "right": ("just right of",),
+                "top": ("directly above",),
+                "bottom": ("directly below",),
+            },
+            "the piece",
+        ),
+    },
+    (
+        "Can you identify {ref}? I need its name.",
+        "For {ref}, what's the catalogue number?",
+        "Where does {ref} come from originally?",
+        "In which year was {ref} first recorded?",
+        "Who holds the best-known example of {ref}?",
+        "What do you call {ref}?",
+    ),
+)
+
 #: Every family by name.
 FAMILIES: dict[str, PhrasingFamily] = {
-    f.name: f for f in (_DEFAULT, _PLAIN, _SYNONYMS, _COLLOQUIAL, _HELDOUT)
+    f.name: f for f in (_DEFAULT, _PLAIN, _SYNONYMS, _COLLOQUIAL, _HELDOUT, _HELDOUT2)
 }
 #: The families a policy may be trained on.
 TRAIN_FAMILIES: tuple[str, ...] = ("plain", "synonyms", "colloquial")
 #: Families kept for evaluation only.
-HELDOUT_FAMILIES: tuple[str, ...] = ("heldout",)
+HELDOUT_FAMILIES: tuple[str, ...] = ("heldout", "heldout2")
 _ALIASES = {"train": TRAIN_FAMILIES}
 
 
