@@ -157,8 +157,32 @@ def test_a_word_vector_policy_refuses_the_sentence_encoder(
 ) -> None:
     path = tmp_path / "p.safetensors"
     _dense_policy(path, _demo_dense(words))
-    with pytest.raises(ConfigError, match="text"):
-        ProposalPolicyCropper(weights=path, encoder=build_policy_encoder(DENSE_DEMO_SENTENCE))
+    sentence = build_policy_encoder(DENSE_DEMO_SENTENCE)
+    with pytest.raises(ConfigError, match="text: trained with 'static-words:all-MiniLM-L6-v2'"):
+        ProposalPolicyCropper(weights=path, encoder=sentence)
+    # A sentence policy saved with its card reloads from its weights alone, and refuses the
+    # word-vector encoder.
+    arch = PolicyArch(encoder=DENSE_DEMO_SENTENCE, scorer="demo", question_words=False)
+    net = build_policy_net(arch)
+    torch.nn.init.normal_(net.out.weight)
+    spath = tmp_path / "s.safetensors"
+    save_proposal_policy(net, arch, spath, {"encoder": sentence.card()})
+    loaded = ProposalPolicyCropper(weights=spath)
+    assert isinstance(loaded.encoder, DenseRegionEncoder)
+    assert isinstance(loaded.encoder.text, SentenceEncoder) and not loaded.encoder.question_words
+    assert loaded.decide(Query(_scene(), "what is the lowest item?")).source == "proposal"
+    with pytest.raises(ConfigError, match="question: trained with 'sentence'"):
+        ProposalPolicyCropper(weights=spath, encoder=_demo_dense(words))
+
+
+def test_training_refuses_an_arch_that_disagrees_with_its_encoder(
+    tmp_path: Path, world: Path
+) -> None:
+    from region_rerank.train.proposal_run import train_proposal_policy
+
+    arch = PolicyArch(encoder=DENSE_DEMO_SENTENCE, scorer="demo", question_words=True)
+    with pytest.raises(ConfigError, match="question_words=True but the 'dense:demo:sentence'"):
+        train_proposal_policy(world, tmp_path / "out", arch=arch)
 
 
 def test_build_policy_encoder_specs() -> None:

@@ -255,7 +255,8 @@ class DenseRegionEncoder:
         device: Where the trunk runs.
         words: Give questions as word vectors (for a policy that pools them with learned
             attention, ``PolicyArch.question_words``; a :class:`StaticWordEncoder` only),
-            else one vector per question.
+            else one vector per question. Default: word vectors from a
+            :class:`StaticWordEncoder`, one vector from a :class:`SentenceEncoder`.
 
     Raises:
         ConfigError: A tower of another layout, or ``words`` with a question encoder
@@ -275,10 +276,12 @@ class DenseRegionEncoder:
         tower_name: str = "demo-tower",
         tower_sha256: str | None = None,
         device: Any = "cpu",
-        words: bool = True,
+        words: bool | None = None,
     ) -> None:
         import torch
 
+        if words is None:
+            words = isinstance(text, StaticWordEncoder)
         check_range("input_size", input_size, stride)
         check_range("bins", bins, 1)
         if words and not isinstance(text, StaticWordEncoder):
