@@ -181,7 +181,9 @@ def test_training_refuses_an_arch_that_disagrees_with_its_encoder(
     from region_rerank.train.proposal_run import train_proposal_policy
 
     arch = PolicyArch(encoder=DENSE_DEMO_SENTENCE, scorer="demo", question_words=True)
-    with pytest.raises(ConfigError, match="question_words=True but the 'dense:demo:sentence'"):
+    with pytest.raises(
+        ConfigError, match="reads question word vectors but the encoder does not give them"
+    ):
         train_proposal_policy(world, tmp_path / "out", arch=arch)
 
 

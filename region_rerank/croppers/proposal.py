@@ -229,12 +229,7 @@ class ProposalPolicyCropper(BaseCropper):
                 question_words=self.arch.question_words,
             )
         check_encoder_card(self.meta.get("encoder"), encoder)
-        if encoder.question_words != self.arch.question_words:
-            raise ConfigError(
-                f"the policy {'reads' if self.arch.question_words else 'does not read'} "
-                "question word vectors but the encoder "
-                f"{'gives' if encoder.question_words else 'does not give'} them"
-            )
+        self.arch.check_question_form(encoder)
         if encoder.dim != self.arch.dim:
             raise ConfigError(
                 f"the policy encoder gives {encoder.dim}-dimensional features, the weights "

@@ -131,6 +131,16 @@ class PolicyArch:
         if not isinstance(self.detector, str):
             raise ConfigError(f"detector must be a spec string, got {self.detector!r}")
 
+    def check_question_form(self, encoder: Any) -> None:
+        """Raise :class:`ConfigError` unless ``encoder`` gives the question in the form this
+        policy reads (word vectors or one vector, :attr:`question_words`)."""
+        if encoder.question_words != self.question_words:
+            raise ConfigError(
+                f"the policy {'reads' if self.question_words else 'does not read'} "
+                "question word vectors but the encoder "
+                f"{'gives' if encoder.question_words else 'does not give'} them"
+            )
+
 
 def box_geometry(box: Box | None, image_size: tuple[int, int]) -> list[float]:
     """The ``GEOMETRY_DIM`` geometry features of ``box`` normalised by the image size:

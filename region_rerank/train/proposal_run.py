@@ -210,11 +210,8 @@ def train_proposal_policy(
     feature_encoder = build_policy_encoder(
         spec, scorer, question_words=arch.question_words if arch is not None else True
     )
-    if arch is not None and feature_encoder.question_words != arch.question_words:
-        raise ConfigError(
-            f"arch.question_words={arch.question_words} but the {spec!r} encoder "
-            f"{'gives' if feature_encoder.question_words else 'does not give'} word vectors"
-        )
+    if arch is not None:
+        arch.check_question_form(feature_encoder)
     if arch is not None and detector is not None and arch.detector != detector:
         raise ConfigError(f"detector={detector!r} but arch.detector={arch.detector!r}")
     arch = arch or _default_arch(scorer, scorer_spec, spec, feature_encoder, detector or "")
