@@ -97,6 +97,8 @@ def test_settings_are_validated() -> None:
         SpeedSettings(pool_sizes=(100, 20))
     with pytest.raises(ConfigError, match="given twice"):
         SpeedSettings(croppers=(("a", "center"), ("a", "random")))
+    with pytest.raises(ConfigError, match="taken by a built-in one"):
+        SpeedSettings(croppers=(("proposal_dense", "center"),))  # before any model loads
     assert main(["bench", "speed", "--repeats", "0"]) == 2
 
 

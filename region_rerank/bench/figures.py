@@ -17,14 +17,28 @@ from region_rerank.bench.cache_memory import measure_cache_memory
 from region_rerank.bench.retrieval_speed import retrieval_figure
 from region_rerank.bench.timing import ForwardTimer, paired_medians
 from region_rerank.bench.workload import Workload, make_workload
-from region_rerank.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from region_rerank.bench.speed import SpeedSettings
 
-__all__ = ["Bench", "FIGURE_FUNCTIONS"]
+__all__ = ["Bench", "FIGURE_FUNCTIONS", "builtin_cropper_names"]
+
+#: The croppers every run times, besides one per shipped weights file.
+_BASE_CROPPERS = ("full", "center", "random", "text_match", "proposal")
+
+
+def _shipped_name(spec_arg: str) -> str:
+    return "proposal_" + spec_arg.replace("-", "_")
+
+
+def builtin_cropper_names() -> tuple[str, ...]:
+    """Names of the croppers every run times (``proposal_dense``... one per shipped
+    weights file); a cropper of your own needs another name."""
+    from region_rerank.croppers.proposal_net import SHIPPED_WEIGHTS
+
+    return (*_BASE_CROPPERS, *(_shipped_name(n) for n in SHIPPED_WEIGHTS))
 
 
 def _params(module: Any) -> int:
@@ -47,7 +61,7 @@ class Bench:
         self.scorer = DemoScorer(model_options=ModelOptions(device="cpu"))
         self.proposal = ProposalPolicyCropper(self.scorer)
         shipped = {  # proposal_dense, proposal_objects, ..., one per SHIPPED_WEIGHTS entry
-            "proposal_" + name.replace("-", "_"): ProposalPolicyCropper(self.scorer, path)
+            _shipped_name(name): ProposalPolicyCropper(self.scorer, path)
             for name, path in SHIPPED_WEIGHTS.items()
         }
         self.dense = shipped["proposal_dense"]
@@ -59,11 +73,7 @@ class Bench:
             "proposal": self.proposal,
             **shipped,
         }
-        for name, spec in settings.croppers:  # the user's own, e.g. weights they trained
-            if name in self.croppers:
-                raise ConfigError(
-                    f"cropper name {name!r} is taken by a built-in one: {sorted(self.croppers)}"
-                )
+        for name, spec in settings.croppers:  # the user's own (names checked by the settings)
             self.croppers[name] = build_cropper(spec, scorer=self.scorer)
         n_queries = max(settings.batch_queries, 4)
         self.world: Workload = make_workload(n_queries, max(settings.pool_sizes[1], 100))

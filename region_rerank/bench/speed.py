@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from region_rerank._validate import check_int
-from region_rerank.bench.figures import FIGURE_FUNCTIONS, Bench
+from region_rerank.bench.figures import FIGURE_FUNCTIONS, Bench, builtin_cropper_names
 from region_rerank.errors import ConfigError
 
 __all__ = ["FIGURES", "TARGETS", "SpeedSettings", "run_speed_bench", "format_table", "machine"]
@@ -100,6 +100,12 @@ class SpeedSettings:
         names = [name for name, _ in self.croppers]
         if len(set(names)) != len(names):
             raise ConfigError(f"croppers: a name is given twice in {names}")
+        taken = builtin_cropper_names()
+        for name in names:
+            if name in taken:
+                raise ConfigError(
+                    f"cropper name {name!r} is taken by a built-in one: {sorted(taken)}"
+                )
 
     @classmethod
     def quick(cls) -> SpeedSettings:
