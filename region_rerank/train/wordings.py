@@ -81,11 +81,11 @@ class QuestionWordings:
                 f"the wordings have shape {tuple(own.shape)} per query but the training set's "
                 f"questions {tuple(question.shape)}: embed them with the policy's encoder"
             )
-        if own.dim() == 3:  # word vectors: compare on a common number of words
-            words = max(own.shape[1], question.shape[1])
-            own = torch.nn.functional.pad(own, (0, 0, 0, words - own.shape[1]))
-            question = torch.nn.functional.pad(question, (0, 0, 0, words - question.shape[1]))
-        if not torch.allclose(own, question.float(), atol=1e-4):
+        if own.shape[0] != question.shape[0]:
+            raise ConfigError(f"{own.shape[0]} wordings for {question.shape[0]} training questions")
+        # word vectors: compared on a common number of words
+        both = _pad_cat([own, question.float()])
+        if not torch.allclose(both[: len(own)], both[len(own) :], atol=1e-4):
             raise ConfigError(
                 "the wordings' first entries are not the training set's questions: embed "
                 "them with the encoder the training set was built with"
