@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from region_rerank.bench.quality_cli import add_quality_parser
+from region_rerank.bench.quality_cli import add_compare_parser, add_quality_parser
 from region_rerank.convert_cli import add_convert_parsers
 from region_rerank.errors import RegionRerankError
 from region_rerank.fusion import add_fusion_argument, fusion_settings
@@ -106,6 +106,7 @@ def _add_bench_parser(sub: Any) -> None:
     make.add_argument("--n-test", type=int, default=500)
     add_world_arguments(make)
     add_quality_parser(bench_sub)
+    add_compare_parser(bench_sub)
     speed = bench_sub.add_parser("speed", help="measure the speed figures and print the table")
     speed.add_argument("--json", help="also write the figures as JSON to this path")
     speed.add_argument("--repeats", type=int, default=9, help="timed runs per figure (median)")

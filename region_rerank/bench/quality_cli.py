@@ -1,4 +1,5 @@
-"""Arguments and entry point of ``region-rerank bench quality`` (argparse only at import)."""
+"""Arguments and entry points of ``region-rerank bench quality`` and ``bench compare``
+(argparse only at import)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from region_rerank.fusion import add_fusion_argument, fusion_settings
 from region_rerank.model_options import add_model_option_args, model_options_from_args
 from region_rerank.world_cli import add_world_arguments, world_overrides
 
-__all__ = ["add_quality_parser"]
+__all__ = ["add_compare_parser", "add_quality_parser"]
 
 
 def _seeds(text: str) -> list[int]:
@@ -78,8 +79,37 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(format_quality_table(report), end="")
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        print(f"wrote {path}")
+        _write_json(args.json, report)
     return 0
+
+
+def add_compare_parser(bench_sub: Any) -> None:
+    """Add ``compare`` to the ``bench`` sub-commands."""
+    from region_rerank.bench.compare import FIGURES
+
+    compare = bench_sub.add_parser(
+        "compare",
+        help="two quality reports of the same scenes (e.g. two phrasing families), paired per seed",
+    )
+    compare.add_argument("first", help="the reference report (bench quality --json)")
+    compare.add_argument("second", help="the report compared with it, on the same scenes")
+    compare.add_argument("--figure", choices=FIGURES, default="cond_r1", help="the figure compared")
+    compare.add_argument("--json", help="write the comparison to this path")
+    compare.set_defaults(run=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from region_rerank.bench.compare import compare_reports, format_comparison, load_report
+
+    result = compare_reports(load_report(args.first), load_report(args.second), args.figure)
+    print(format_comparison(result, (args.first, args.second)), end="")
+    if args.json:
+        _write_json(args.json, result)
+    return 0
+
+
+def _write_json(path_text: str, data: Any) -> None:
+    path = Path(path_text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
