@@ -247,11 +247,13 @@ class DenseRegionEncoder:
         tower: An ``nn.Sequential`` ending with ``AdaptiveAvgPool2d, Flatten, Linear`` (the
             demo tower's layout).
         text: The question encoder (:class:`StaticWordEncoder` or :class:`SentenceEncoder`).
-        mean, std: Per-channel normalisation of the tower's input.
+        mean: Per-channel mean subtracted from the tower's input.
+        std: Per-channel standard deviation the tower's input is divided by.
         input_size: Side of the square the image is resized to.
         stride: The trunk's total stride (16 for the demo tower).
         bins: RoI-align output side (``bins x bins``, averaged).
-        tower_name, tower_sha256: The image model's name and checksum in the card.
+        tower_name: The image model's name in the card.
+        tower_sha256: The image model's checksum in the card.
         device: Where the trunk runs.
         words: Give questions as word vectors (for a policy that pools them with learned
             attention, ``PolicyArch.question_words``; a :class:`StaticWordEncoder` only),

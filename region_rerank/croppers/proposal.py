@@ -269,8 +269,11 @@ class ProposalPolicyCropper(BaseCropper):
             name_or_path: Where the weights are.
             scorer: The scorer the policy was trained with; built from the spec recorded
                 in the weights (with ``model_options``) when ``None``.
-            config, detector, verify, model_options, image_options: As for the
-                constructor.
+            config: As for the constructor.
+            detector: As for the constructor.
+            verify: As for the constructor.
+            model_options: As for the constructor.
+            image_options: As for the constructor.
 
         Raises:
             ModelLoadError: No weights there (or the hub cannot be reached).
