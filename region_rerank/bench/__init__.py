@@ -1,4 +1,5 @@
-"""Benchmarks of region-rerank (``region-rerank bench speed`` and ``bench quality``).
+"""Benchmarks of region-rerank (``region-rerank bench speed``, ``bench quality`` and
+``bench compare``).
 
 * :mod:`~region_rerank.bench.timing`: medians over repeated runs and a timer of model
   forward passes (forward hooks), the "model floor".
@@ -12,5 +13,8 @@
 * :mod:`~region_rerank.bench.aspect`: the worst-case aspect-ratio figure.
 * :mod:`~region_rerank.bench.retrieval_speed`: the region-aware retrieval figures.
 * :mod:`~region_rerank.bench.quality`: croppers compared over several generated worlds.
-* :mod:`~region_rerank.bench.quality_cli`: the arguments of ``bench quality``.
+* :mod:`~region_rerank.bench.compare`: two quality reports of the same scenes, paired per
+  seed.
+* :mod:`~region_rerank.bench.quality_cli`: the arguments of ``bench quality`` and
+  ``bench compare``.
 """
