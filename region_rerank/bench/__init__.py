@@ -15,6 +15,7 @@
 * :mod:`~region_rerank.bench.quality`: croppers compared over several generated worlds.
 * :mod:`~region_rerank.bench.compare`: two quality reports of the same scenes, paired per
   seed.
+* :mod:`~region_rerank.bench.report_file`: writing a report as JSON.
 * :mod:`~region_rerank.bench.quality_cli`: the arguments of ``bench quality`` and
   ``bench compare``.
 """

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 from region_rerank.fusion import add_fusion_argument, fusion_settings
@@ -108,8 +106,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_json(path_text: str, data: Any) -> None:
-    path = Path(path_text)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"wrote {path}")
+def _write_json(path: str, data: Any) -> None:
+    from region_rerank.bench.report_file import write_report
+
+    print(f"wrote {write_report(path, data)}")

@@ -16,7 +16,6 @@ decision of each light cropper).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -27,6 +26,7 @@ from typing import Any
 
 from region_rerank._validate import check_int
 from region_rerank.bench.figures import FIGURE_FUNCTIONS, Bench, builtin_cropper_names
+from region_rerank.bench.report_file import write_report
 from region_rerank.errors import ConfigError
 
 __all__ = ["FIGURES", "TARGETS", "SpeedSettings", "run_speed_bench", "format_table", "machine"]
@@ -165,9 +165,7 @@ def run_speed_bench(
         "seconds": time.perf_counter() - started,
     }
     if json_path is not None:
-        path = Path(json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_report(json_path, report)
     return report
 
 
